@@ -1,0 +1,30 @@
+"""lif_core: leaky integrate-and-fire neurons with surrogate gradients, written from scratch.
+
+    surrogate      Heaviside forward / smooth backward: FastSigmoid, ArcTan
+    neuron         LIFParameters, LIFState, lif_step, and the readable torch reference
+    numba_kernels  the same forward and BPTT loops as Numba CPU kernels
+    sequence       lif_sequence: the whole-sequence autograd Function, both backends
+    modules        LIF: an nn.Module with snnTorch-compatible buffers
+"""
+
+from lif_core.modules import LIF
+from lif_core.neuron import LIFParameters, LIFState, initial_state, lif_step, unrolled_sequence
+from lif_core.sequence import BACKENDS, LIFSequenceOutput, lif_sequence, resolve_backend
+from lif_core.surrogate import ArcTan, FastSigmoid, Surrogate, make_surrogate
+
+__all__ = [
+    "ArcTan",
+    "BACKENDS",
+    "FastSigmoid",
+    "LIF",
+    "LIFParameters",
+    "LIFSequenceOutput",
+    "LIFState",
+    "Surrogate",
+    "initial_state",
+    "lif_sequence",
+    "lif_step",
+    "make_surrogate",
+    "resolve_backend",
+    "unrolled_sequence",
+]

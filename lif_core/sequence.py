@@ -1,0 +1,172 @@
+"""The whole-sequence LIF layer as one `torch.autograd.Function`.
+
+Instead of letting autograd record T small steps (and their T surrogate
+Functions), the forward pass runs the whole time loop without a graph and saves
+only the membranes U_0..U_{T-1}; the backward pass is the hand-written BPTT
+recursion (see `lif_core.neuron.reference_backward`):
+
+    g_t = dL/dS_t * surrogate'(U_t - thr) + dL/dU_t|direct + beta * g_{t+1}
+    dL/dI_t = g_t
+
+Two input forms:
+  * time-varying current, shape (T, B, N);
+  * constant current, shape (B, N), held for `num_steps` steps. A static image
+    drives layer 1 with the same current W x + b at every step, so the
+    projection is computed once instead of T times; since every I_t is that one
+    tensor, its gradient is the sum over time, dL/dI = sum_t g_t.  This is exact,
+    not an approximation: it is the chain rule for a tensor used T times.
+
+Two backends behind the one interface, bit-identical in forward:
+  * "torch": the readable loop in `lif_core.neuron`, any device;
+  * "numba": the kernels in `lif_core.numba_kernels`, CPU only, the fast path.
+  * "auto" picks numba for CPU tensors and torch otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from lif_core import numba_kernels
+from lif_core.neuron import LIFParameters, reference_backward, reference_forward
+from lif_core.surrogate import Surrogate
+
+Backend = Literal["torch", "numba", "auto"]
+BACKENDS: tuple[str, ...] = ("torch", "numba", "auto")
+
+
+class LIFSequenceOutput(NamedTuple):
+    """Spikes S_t and membranes U_t (before reset), each (T, B, N), and the spike
+    counts C = sum_t S_t, (B, N).  All three are differentiable; a loss on the
+    counts should use `counts` rather than `spikes.sum(0)`, which costs a (T, B, N)
+    gradient tensor in the backward pass."""
+
+    spikes: Tensor
+    membranes: Tensor
+    counts: Tensor
+
+
+def resolve_backend(backend: str, device: torch.device) -> Literal["torch", "numba"]:
+    """Turn "auto" into a concrete backend, and refuse numba off the CPU."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "numba" if device.type == "cpu" else "torch"
+    if backend == "numba" and device.type != "cpu":
+        raise ValueError(
+            f"the numba backend runs on the CPU only, but the tensors are on {device}; "
+            "use backend='torch' (or 'auto') for other devices"
+        )
+    return backend  # type: ignore[return-value]
+
+
+class LIFSequenceFunction(torch.autograd.Function):
+    """Forward: the LIF time loop.  Backward: reverse-time BPTT with the detached reset."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx,
+        current: Tensor,
+        num_steps: int,
+        beta: float,
+        threshold: float,
+        surrogate: Surrogate,
+        backend: str,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        if backend == "numba":
+            outputs = numba_kernels.forward(
+                current.detach().contiguous().numpy(), num_steps, beta, threshold
+            )
+            spikes, membranes, counts = (torch.from_numpy(array) for array in outputs)
+        else:
+            spikes, membranes, counts = reference_forward(
+                current.detach(), beta, threshold, num_steps
+            )
+        ctx.save_for_backward(membranes)
+        ctx.constant_input = current.dim() == 2
+        ctx.beta, ctx.threshold, ctx.surrogate, ctx.backend = beta, threshold, surrogate, backend
+        ctx.set_materialize_grads(False)  # unused outputs arrive as None, not zeros
+        return spikes, membranes, counts
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx, grad_spikes: Tensor | None, grad_membranes: Tensor | None, grad_counts: Tensor | None
+    ) -> tuple[Tensor | None, None, None, None, None, None]:
+        (membranes,) = ctx.saved_tensors
+        if grad_spikes is None and grad_membranes is None and grad_counts is None:
+            return None, None, None, None, None, None
+        if ctx.backend == "numba":
+
+            def as_array(grad: Tensor | None):
+                return None if grad is None else grad.contiguous().numpy()
+
+            grad_current = torch.from_numpy(
+                numba_kernels.backward(
+                    membranes.numpy(),
+                    as_array(grad_spikes),
+                    as_array(grad_counts),
+                    as_array(grad_membranes),
+                    ctx.beta,
+                    ctx.threshold,
+                    ctx.surrogate.name,
+                    ctx.surrogate.scale,
+                    ctx.constant_input,
+                )
+            )
+        else:
+            grad_current = reference_backward(
+                membranes,
+                grad_spikes,
+                grad_counts,
+                grad_membranes,
+                ctx.beta,
+                ctx.threshold,
+                ctx.surrogate,
+                ctx.constant_input,
+            )
+        return grad_current, None, None, None, None, None
+
+
+def lif_sequence(
+    current: Tensor,
+    params: LIFParameters,
+    num_steps: int | None = None,
+    backend: Backend = "auto",
+) -> LIFSequenceOutput:
+    """Simulate a LIF population over time, differentiably.
+
+    current:   (T, B, N) time-varying, or (B, N) constant with `num_steps` given.
+    params:    beta, threshold, surrogate (see `LIFParameters`).
+    backend:   "torch", "numba" or "auto" (numba on CPU).
+    Returns LIFSequenceOutput(spikes, membranes, counts): (T, B, N), (T, B, N) and
+    (B, N), in the dtype of `current`.
+    """
+    if current.dim() == 3:
+        if num_steps is not None and num_steps != current.shape[0]:
+            raise ValueError(
+                f"num_steps={num_steps} disagrees with the time dimension of the "
+                f"(T, B, N) current, T={current.shape[0]}; drop num_steps or pass a (B, N) current"
+            )
+        steps = current.shape[0]
+    elif current.dim() == 2:
+        if num_steps is None:
+            raise ValueError(
+                "a (B, N) current is a constant input and needs num_steps; "
+                "pass num_steps=T, or a (T, B, N) current for a time-varying input"
+            )
+        steps = num_steps
+    else:
+        raise ValueError(
+            f"current must be (T, B, N) or (B, N), got shape {tuple(current.shape)}"
+        )
+    if steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {steps}")
+    if not current.is_floating_point():
+        raise TypeError(f"current must be a floating-point tensor, got {current.dtype}")
+    concrete = resolve_backend(backend, current.device)
+    spikes, membranes, counts = LIFSequenceFunction.apply(
+        current, int(steps), float(params.beta), float(params.threshold), params.surrogate, concrete
+    )
+    return LIFSequenceOutput(spikes, membranes, counts)

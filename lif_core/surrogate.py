@@ -1,0 +1,152 @@
+"""Surrogate spike functions: a Heaviside step going forward, a smooth slope going back.
+
+A LIF neuron spikes when its membrane crosses the threshold:
+
+    S = H(U - threshold),   H(x) = 1 if x > 0 else 0
+
+The true derivative dH/dx is zero everywhere except at x = 0, where it is
+undefined, so gradient descent through H learns nothing.  Surrogate-gradient
+training keeps H in the forward pass and, in the backward pass only, replaces
+dS/dU by the derivative of a smooth function that looks like H from afar:
+
+    fast sigmoid (Zenke & Ganguli 2018, "SuperSpike"):
+        S ~ x / (1 + slope*|x|)
+        dS/dU = 1 / (slope*|x| + 1)^2                          slope = 25 by default
+
+    arctan (Fang et al. 2021):
+        S ~ (1/pi) * arctan(pi/2 * alpha * x)
+        dS/dU = (alpha/2) / (1 + (pi/2 * alpha * x)^2)           alpha = 2 by default
+
+with x = U - threshold.  Both are written exactly as snnTorch 1.0.0 writes
+`surrogate.fast_sigmoid` and `surrogate.atan` (same operations, same order), so
+gradients agree with snnTorch to the last bit where the arithmetic allows.
+Note the arctan *derivative* carries the prefactor alpha/2 and peaks at alpha/2
+(= 1 for the default alpha), not 1/pi as snnTorch's docstring suggests.
+
+Each surrogate is a tiny frozen dataclass holding its one parameter, and owns a
+`torch.autograd.Function` that implements the forward step and the backward
+slope.  The whole-sequence LIF layer (`lif_core.sequence`) does not call the
+Function per step; it calls `derivative()` (or the identical Numba code) inside
+its own hand-written BPTT loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+SurrogateName = Literal["fast_sigmoid", "atan"]
+
+
+def heaviside(shifted_membrane: Tensor) -> Tensor:
+    """S = H(x) = 1 if x > 0 else 0, in the dtype of x (0 at x = 0 exactly)."""
+    return (shifted_membrane > 0).to(shifted_membrane.dtype)
+
+
+class FastSigmoidSpike(torch.autograd.Function):
+    """Heaviside forward; fast-sigmoid derivative 1 / (slope*|x| + 1)^2 backward."""
+
+    @staticmethod
+    def forward(ctx, shifted_membrane: Tensor, slope: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(shifted_membrane)
+        ctx.slope = slope
+        return heaviside(shifted_membrane)
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (shifted_membrane,) = ctx.saved_tensors
+        # dL/dx = dL/dS * 1 / (slope*|x| + 1)^2
+        grad_shifted = grad_spikes / (ctx.slope * torch.abs(shifted_membrane) + 1.0) ** 2
+        return grad_shifted, None
+
+
+class ArcTanSpike(torch.autograd.Function):
+    """Heaviside forward; arctan derivative (alpha/2) / (1 + (pi/2*alpha*x)^2) backward."""
+
+    @staticmethod
+    def forward(ctx, shifted_membrane: Tensor, alpha: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(shifted_membrane)
+        ctx.alpha = alpha
+        return heaviside(shifted_membrane)
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (shifted_membrane,) = ctx.saved_tensors
+        # dL/dx = (alpha/2) / (1 + (pi/2 * alpha * x)^2) * dL/dS
+        grad_shifted = (
+            ctx.alpha / 2 / (1 + (torch.pi / 2 * ctx.alpha * shifted_membrane).pow(2)) * grad_spikes
+        )
+        return grad_shifted, None
+
+
+def _check_positive_finite(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class FastSigmoid:
+    """Fast-sigmoid surrogate; `slope` sets how sharply the pseudo-derivative peaks at threshold."""
+
+    slope: float = 25.0
+    name: ClassVar[SurrogateName] = "fast_sigmoid"
+
+    def __post_init__(self) -> None:
+        _check_positive_finite("fast_sigmoid slope", self.slope)
+
+    @property
+    def scale(self) -> float:
+        """The surrogate's single shape parameter (slope), as the kernels take it."""
+        return float(self.slope)
+
+    def spike(self, shifted_membrane: Tensor) -> Tensor:
+        """S = H(U - thr) with the fast-sigmoid backward; takes x = U - thr."""
+        return FastSigmoidSpike.apply(shifted_membrane, self.slope)
+
+    def derivative(self, shifted_membrane: Tensor) -> Tensor:
+        """dS/dU = 1 / (slope*|x| + 1)^2 at x = U - thr."""
+        return 1.0 / (self.slope * torch.abs(shifted_membrane) + 1.0) ** 2
+
+
+@dataclass(frozen=True)
+class ArcTan:
+    """Arctan surrogate (snnTorch's default for `snn.Leaky`); `alpha` sets width and peak."""
+
+    alpha: float = 2.0
+    name: ClassVar[SurrogateName] = "atan"
+
+    def __post_init__(self) -> None:
+        _check_positive_finite("atan alpha", self.alpha)
+
+    @property
+    def scale(self) -> float:
+        """The surrogate's single shape parameter (alpha), as the kernels take it."""
+        return float(self.alpha)
+
+    def spike(self, shifted_membrane: Tensor) -> Tensor:
+        """S = H(U - thr) with the arctan backward; takes x = U - thr."""
+        return ArcTanSpike.apply(shifted_membrane, self.alpha)
+
+    def derivative(self, shifted_membrane: Tensor) -> Tensor:
+        """dS/dU = (alpha/2) / (1 + (pi/2 * alpha * x)^2) at x = U - thr."""
+        return self.alpha / 2 / (1 + (torch.pi / 2 * self.alpha * shifted_membrane).pow(2))
+
+
+Surrogate = FastSigmoid | ArcTan
+
+SURROGATE_NAMES: tuple[SurrogateName, ...] = ("fast_sigmoid", "atan")
+
+
+def make_surrogate(name: str, scale: float | None = None) -> Surrogate:
+    """Build a surrogate by name; `scale` is the slope (fast_sigmoid) or alpha (atan)."""
+    if name == "fast_sigmoid":
+        return FastSigmoid() if scale is None else FastSigmoid(slope=float(scale))
+    if name == "atan":
+        return ArcTan() if scale is None else ArcTan(alpha=float(scale))
+    raise ValueError(
+        f"unknown surrogate {name!r}: choose one of {', '.join(SURROGATE_NAMES)}"
+    )

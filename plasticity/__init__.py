@@ -1,0 +1,1 @@
+"""plasticity: local learning rules (Hebbian post-training, STDP) and their Numba kernels."""

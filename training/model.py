@@ -1,0 +1,119 @@
+"""The study's supervised spiking network: 784 -> LIF(512) -> 10 LIF, 25 time steps.
+
+    I1   = W1 x + b1                      computed once: the image is a constant current
+    S1_t = LIF(I1)_t,  t = 0..T-1          hidden spikes, (T, B, H)
+    I2_t = W2 S1_t + b2                    (T, B, 10)
+    S2_t = LIF(I2_t)                       output spikes, (T, B, 10)
+    prediction = argmax_k sum_t S2_t[k]    ties go to the lowest class, as torch.argmax
+
+The module names and buffers (`fc1`, `lif1`, `fc2`, `lif2`) are those of the
+study's snnTorch `SupervisedSNN`, so state_dicts load into either with
+`strict=True`.  snnTorch recomputes fc1(x) at every step; the result is the
+same tensor each time, so computing it once is exact, not an approximation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from lif_core import LIF, make_surrogate
+from lif_core.sequence import BACKENDS
+
+INPUT_SIZE = 28 * 28
+NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and neuron constants; defaults are the study's."""
+
+    hidden_size: int = 512
+    beta: float = 0.9
+    threshold: float = 1.0
+    num_steps: int = 25
+    surrogate: str = "fast_sigmoid"
+    surrogate_scale: float | None = None  # slope 25 (fast_sigmoid) or alpha 2 (atan) when None
+    backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.hidden_size, int) or self.hidden_size < 1:
+            raise ValueError(f"hidden size must be a positive integer, got {self.hidden_size!r}")
+        if not isinstance(self.num_steps, int) or self.num_steps < 1:
+            raise ValueError(f"--steps must be a positive integer, got {self.num_steps!r}")
+        if not (0.0 <= self.beta <= 1.0):
+            raise ValueError(f"--beta must lie in [0, 1] (it is the membrane decay per step), got {self.beta!r}")
+        if not (self.threshold > 0.0 and self.threshold < float("inf")):
+            raise ValueError(f"--threshold must be a positive finite number, got {self.threshold!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        make_surrogate(self.surrogate, self.surrogate_scale)  # validates name and scale
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class SNNOutput(NamedTuple):
+    """Everything a forward pass produces; (T, B, N) for sequences, (B, N) for counts."""
+
+    output_spikes: Tensor
+    output_counts: Tensor
+    output_membranes: Tensor
+    hidden_spikes: Tensor
+    hidden_counts: Tensor
+    hidden_membranes: Tensor
+
+
+class SupervisedSNN(nn.Module):
+    """Linear(784, H) -> LIF -> Linear(H, 10) -> LIF, the static image as constant current."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else ModelConfig()
+        surrogate = make_surrogate(self.config.surrogate, self.config.surrogate_scale)
+        lif_options = dict(
+            beta=self.config.beta,
+            threshold=self.config.threshold,
+            surrogate=surrogate,
+            backend=self.config.backend,
+        )
+        # Same construction order as the study (fc1, lif1, fc2, lif2), so one torch
+        # seed gives both implementations the same initial weights.
+        self.fc1 = nn.Linear(INPUT_SIZE, self.config.hidden_size)
+        self.lif1 = LIF(**lif_options)
+        self.fc2 = nn.Linear(self.config.hidden_size, NUM_CLASSES)
+        self.lif2 = LIF(**lif_options)
+
+    @property
+    def num_steps(self) -> int:
+        return self.config.num_steps
+
+    def forward(self, images: Tensor) -> SNNOutput:
+        """images: (B, 784) or (B, 1, 28, 28) in [0, 1]."""
+        x = images.reshape(images.shape[0], -1)
+        # I1 = W1 x + b1, held for T steps
+        hidden = self.lif1(self.fc1(x), num_steps=self.num_steps)
+        # I2_t = W2 S1_t + b2
+        output = self.lif2(self.fc2(hidden.spikes))
+        return SNNOutput(
+            output_spikes=output.spikes,
+            output_counts=output.counts,
+            output_membranes=output.membranes,
+            hidden_spikes=hidden.spikes,
+            hidden_counts=hidden.counts,
+            hidden_membranes=hidden.membranes,
+        )
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> Tensor:
+        """Class with the most output spikes; ties go to the lowest index."""
+        return self(images).output_counts.argmax(dim=1)
+
+    def clip_weights(self, bound: float = 1.0) -> None:
+        """Clamp both layers' weights to [-bound, bound] in place (biases untouched)."""
+        with torch.no_grad():
+            self.fc1.weight.clamp_(-bound, bound)
+            self.fc2.weight.clamp_(-bound, bound)
