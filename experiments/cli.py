@@ -27,7 +27,11 @@ from experiments import __version__
 from training.errors import SnnMnistError
 
 # Modules that provide subcommands, in the order `--help` lists them.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "experiments.train_cmd",
+    "experiments.crosscheck",
+    "experiments.bench",
+]
 
 
 def add_common_options(

@@ -1,0 +1,326 @@
+"""Surrogate-gradient BPTT training of the supervised SNN, and its evaluation.
+
+Loss (the study's): cross-entropy on the output spike counts summed over time,
+plus a penalty on hidden spiking,
+
+    L = CE( sum_t S2_t , y ) + alpha_reg * mean_{b, n} sum_t S1_t[b, n]
+
+i.e. alpha_reg times the mean number of spikes a hidden neuron fires per image.
+Adam (lr 1e-3), batch 128, 10 epochs; after every optimiser step both weight
+matrices are clamped to [-1, 1] (biases are not).
+
+Reproducibility: weights come from torch's generator seeded with `seed` before
+the model is built; epoch e visits the training images in the order
+`randperm(N)` drawn from a generator seeded with (seed, e), so the order does
+not depend on what ran before and a resumed run sees exactly the batches an
+uninterrupted one would.
+
+Artifacts (all written atomically, after every completed epoch):
+    supervised_snn_baseline_state_dict.pt   model state_dict (snnTorch-compatible)
+    training_state.pt                       weights + optimiser state + histories, for --resume
+    training_curves.csv / .json             train and test accuracy per epoch, percent
+    experiment_config.json                  every setting, the seed, library versions
+Train accuracy is measured on the fly over each epoch's batches (as the weights
+move), test accuracy on the whole test split after each epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numba
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from training.checkpoint import (
+    CheckpointError,
+    atomic_torch_save,
+    atomic_write_json,
+    atomic_write_text,
+    model_from_state_dict,
+    save_model,
+)
+from training.data import MnistSplit
+from training.errors import SnnMnistError
+from training.model import ModelConfig, SupervisedSNN
+
+MODEL_FILE = "supervised_snn_baseline_state_dict.pt"
+STATE_FILE = "training_state.pt"
+CURVES_CSV = "training_curves.csv"
+CURVES_JSON = "training_curves.json"
+CONFIG_JSON = "experiment_config.json"
+
+
+class TrainingDivergedError(SnnMnistError):
+    """The loss became NaN or infinite; the last good checkpoint was kept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings; defaults are the study's."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    alpha_reg: float = 1e-4
+    weight_clip: float = 1.0
+    seed: int = 0
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        for name, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("eval_batch_size", "--eval-batch-size")):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{flag} must be a positive integer, got {value!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"--lr must be a positive finite number, got {self.learning_rate!r}")
+        if not (math.isfinite(self.alpha_reg) and self.alpha_reg >= 0):
+            raise ValueError(f"--alpha-reg must be a non-negative finite number, got {self.alpha_reg!r}")
+        if not (self.weight_clip > 0):
+            raise ValueError(f"--weight-clip must be positive, got {self.weight_clip!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"--seed must be a non-negative integer, got {self.seed!r}")
+
+
+class LossTerms(NamedTuple):
+    total: Tensor
+    cross_entropy: Tensor
+    activity: Tensor
+
+
+def spike_count_loss(
+    output_counts: Tensor, hidden_counts: Tensor, labels: Tensor, alpha_reg: float
+) -> LossTerms:
+    """L = CE(sum_t S2_t, y) + alpha_reg * mean_{b,n} sum_t S1_t."""
+    # CE on spike counts used as logits
+    cross_entropy = F.cross_entropy(output_counts, labels)
+    # mean spikes per hidden neuron per image
+    activity = hidden_counts.mean()
+    return LossTerms(cross_entropy + alpha_reg * activity, cross_entropy, activity)
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
+    """The shuffled visiting order of epoch `epoch` (0-based), a function of (seed, epoch) only."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(num_examples, generator=generator)
+
+
+def iterate_batches(order: Tensor, batch_size: int) -> Iterator[Tensor]:
+    """Index tensors of consecutive batches of `order`; the last one may be short."""
+    for start in range(0, order.shape[0], batch_size):
+        yield order[start : start + batch_size]
+
+
+def build_optimizer(model: SupervisedSNN, learning_rate: float) -> torch.optim.Adam:
+    """Adam over all parameters. The fused kernel (one pass over all tensors) is
+    the same update as the default loop to float rounding, and 5x faster on CPU."""
+    fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters())
+    return torch.optim.Adam(model.parameters(), lr=learning_rate, fused=fused)
+
+
+def train_step(
+    model: SupervisedSNN,
+    optimizer: torch.optim.Optimizer,
+    images: Tensor,
+    labels: Tensor,
+    config: TrainConfig,
+) -> tuple[LossTerms, Tensor]:
+    """One BPTT step: forward, loss, backward, Adam, clip. Returns the loss terms
+    (detached) and the batch's predictions (argmax of output spike counts)."""
+    output = model(images)
+    loss = spike_count_loss(output.output_counts, output.hidden_counts, labels, config.alpha_reg)
+    optimizer.zero_grad(set_to_none=True)
+    loss.total.backward()
+    optimizer.step()
+    model.clip_weights(config.weight_clip)
+    predictions = output.output_counts.detach().argmax(dim=1)
+    return LossTerms(*(term.detach() for term in loss)), predictions
+
+
+class Evaluation(NamedTuple):
+    accuracy: float  # percent
+    predictions: Tensor  # (N,) int64
+    output_counts: Tensor  # (N, 10)
+
+
+@torch.no_grad()
+def evaluate(model: SupervisedSNN, split: MnistSplit, batch_size: int = 1000, progress: bool = False) -> Evaluation:
+    """Accuracy (percent), predictions and output spike counts over a whole split."""
+    if batch_size < 1:
+        raise ValueError(f"evaluation batch size must be a positive integer, got {batch_size}")
+    device = next(model.parameters()).device
+    predictions, counts = [], []
+    images = split.flat_images
+    batches = range(0, len(split), batch_size)
+    for start in tqdm(batches, desc="evaluate", unit="batch", disable=not progress, leave=False):
+        output = model(images[start : start + batch_size].to(device))
+        counts.append(output.output_counts.cpu())
+        predictions.append(output.output_counts.argmax(dim=1).cpu())
+    prediction_tensor = torch.cat(predictions)
+    correct = (prediction_tensor == split.labels).sum().item()
+    return Evaluation(100.0 * correct / len(split), prediction_tensor, torch.cat(counts))
+
+
+@dataclass
+class TrainHistory:
+    train_acc_history: list[float] = field(default_factory=list)
+    test_acc_history: list[float] = field(default_factory=list)
+    loss_history: list[float] = field(default_factory=list)
+    epoch_seconds: list[float] = field(default_factory=list)
+
+
+def library_versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _write_curves(out_dir: Path, history: TrainHistory) -> None:
+    rows = ["epoch,train_acc,test_acc"]
+    for epoch, (train_acc, test_acc) in enumerate(zip(history.train_acc_history, history.test_acc_history), 1):
+        rows.append(f"{epoch},{train_acc:.4f},{test_acc:.4f}")
+    atomic_write_text(out_dir / CURVES_CSV, "\n".join(rows) + "\n")
+    atomic_write_json(
+        out_dir / CURVES_JSON,
+        {
+            "train_acc_history": history.train_acc_history,
+            "test_acc_history": history.test_acc_history,
+            "loss_history": history.loss_history,
+        },
+    )
+
+
+def _run_settings(model_config: ModelConfig, train_config: TrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"model": model_config.to_json(), "training": asdict(train_config), **extra}
+
+
+def _load_resume_state(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    state_path = out_dir / STATE_FILE
+    if not state_path.is_file():
+        raise CheckpointError(
+            f"--resume: no completed epoch to resume from in {out_dir} (no {STATE_FILE}). "
+            "Fix: run without --resume, or point --out at the interrupted run's folder."
+        )
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"--resume: cannot read {state_path} ({error.__class__.__name__}); it is corrupt. "
+            "Fix: start again without --resume."
+        ) from error
+    saved = state.get("settings", {})
+    ignored = {"epochs"}  # a finished run may be extended with more epochs
+    differences = [
+        f"{section}.{key}: saved {saved.get(section, {}).get(key)!r}, now {value!r}"
+        for section in ("model", "training")
+        for key, value in settings[section].items()
+        if key not in ignored and saved.get(section, {}).get(key) != value
+    ]
+    if differences:
+        raise CheckpointError(
+            "--resume: the settings differ from the interrupted run's, so resuming would not "
+            "give the same result: " + "; ".join(differences) + ". Fix: use the same flags, or start a new --out folder."
+        )
+    return state
+
+
+def train(
+    train_split: MnistSplit,
+    test_split: MnistSplit,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    out_dir: Path,
+    resume: bool = False,
+    device: torch.device | None = None,
+    extra_settings: dict[str, Any] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[SupervisedSNN, TrainHistory]:
+    """Train from scratch (or resume) and write the artifacts to `out_dir` after each epoch."""
+    device = device if device is not None else torch.device("cpu")
+    out_dir = Path(out_dir)
+    settings = _run_settings(model_config, train_config, extra_settings or {})
+    history = TrainHistory()
+    if resume:
+        state = _load_resume_state(out_dir, settings)
+        model = model_from_state_dict(state["model"], model_config).to(device)
+        optimizer = build_optimizer(model, train_config.learning_rate)
+        optimizer.load_state_dict(state["optimizer"])
+        history = TrainHistory(**state["history"])
+        log(f"resuming after epoch {len(history.test_acc_history)} from {out_dir}")
+    else:
+        torch.manual_seed(train_config.seed)
+        model = SupervisedSNN(model_config).to(device)
+        optimizer = build_optimizer(model, train_config.learning_rate)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / CONFIG_JSON, {**settings, "versions": library_versions()})
+
+    images, labels = train_split.flat_images, train_split.labels
+    start_epoch = len(history.test_acc_history)
+    for epoch in range(start_epoch, train_config.epochs):
+        started = time.perf_counter()
+        order = epoch_order(len(train_split), train_config.seed, epoch)
+        correct, seen, loss_sum = 0, 0, 0.0
+        model.train()
+        bar = tqdm(
+            total=len(train_split),
+            desc=f"epoch {epoch + 1}/{train_config.epochs}",
+            unit="img",
+            disable=not progress,
+            leave=False,
+        )
+        for step, batch in enumerate(iterate_batches(order, train_config.batch_size)):
+            batch_images, batch_labels = images[batch].to(device), labels[batch].to(device)
+            loss, predictions = train_step(model, optimizer, batch_images, batch_labels, train_config)
+            loss_value = float(loss.total)
+            if not math.isfinite(loss_value):
+                raise TrainingDivergedError(
+                    f"loss became {loss_value} at epoch {epoch + 1}, batch {step + 1}; training stopped. "
+                    f"The last good checkpoint (after epoch {epoch}) is kept in {out_dir}. "
+                    "Fix: lower --lr, or check the input data for NaNs."
+                )
+            correct += int((predictions == batch_labels).sum())
+            seen += int(batch.shape[0])
+            loss_sum += loss_value * int(batch.shape[0])
+            bar.update(int(batch.shape[0]))
+            if step % 20 == 0:
+                rate = seen / max(time.perf_counter() - started, 1e-9)
+                bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{100 * correct / seen:.2f}%", img_s=f"{rate:.0f}")
+        bar.close()
+        model.eval()
+        test = evaluate(model, test_split, train_config.eval_batch_size)
+        history.train_acc_history.append(100.0 * correct / seen)
+        history.test_acc_history.append(test.accuracy)
+        history.loss_history.append(loss_sum / seen)
+        history.epoch_seconds.append(time.perf_counter() - started)
+        # The resume state carries its own copy of the weights, so it is consistent
+        # on its own whichever of the two files an interruption hits.
+        save_model(model, out_dir / MODEL_FILE)
+        atomic_torch_save(
+            out_dir / STATE_FILE,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "history": asdict(history),
+                "settings": settings,
+            },
+        )
+        _write_curves(out_dir, history)
+        log(
+            f"epoch {epoch + 1}/{train_config.epochs}: loss {history.loss_history[-1]:.4f}  "
+            f"train {history.train_acc_history[-1]:.2f}%  test {test.accuracy:.2f}%  "
+            f"({history.epoch_seconds[-1]:.1f} s)"
+        )
+    return model, history
