@@ -1,0 +1,279 @@
+"""Supervised training, checkpoints and evaluation (issue 3), on real MNIST subsets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.cli import main
+from experiments.snntorch_reference import build_study_model
+from training import train as train_module
+from training.checkpoint import CheckpointError, load_model, model_from_state_dict, save_model
+from training.data import MnistSplit, load_mnist
+from training.model import ModelConfig, SupervisedSNN
+from training.train import (
+    MODEL_FILE,
+    TrainConfig,
+    TrainingDivergedError,
+    epoch_order,
+    evaluate,
+    train,
+)
+
+TRAIN_IMAGES = 1280  # 10 batches of 128
+TEST_IMAGES = 500
+
+
+@pytest.fixture(scope="module")
+def splits(mnist_dir: Path) -> tuple[MnistSplit, MnistSplit]:
+    return load_mnist("train", mnist_dir).subset(TRAIN_IMAGES), load_mnist("test", mnist_dir).subset(TEST_IMAGES)
+
+
+def quiet_train(splits, out: Path, epochs: int, resume: bool = False, **model_options) -> tuple[SupervisedSNN, train_module.TrainHistory]:
+    train_split, test_split = splits
+    return train(
+        train_split,
+        test_split,
+        ModelConfig(**model_options),
+        TrainConfig(epochs=epochs, seed=3),
+        out,
+        resume=resume,
+        progress=False,
+        log=lambda message: None,
+    )
+
+
+def test_our_state_dict_loads_into_the_study_snntorch_model_and_back() -> None:
+    """Keys, shapes and dtypes are the study's: strict loading works both ways, and the
+    two models then produce identical output spikes."""
+    torch.manual_seed(0)
+    ours = SupervisedSNN()
+    study = build_study_model()
+    study.load_state_dict(ours.state_dict(), strict=True)
+    assert {k: (v.shape, v.dtype) for k, v in ours.state_dict().items()} == {
+        k: (v.shape, v.dtype) for k, v in study.state_dict().items()
+    }
+    torch.manual_seed(1)
+    other = build_study_model()
+    back = model_from_state_dict(other.state_dict())
+    images = torch.rand(16, 784)
+    with torch.no_grad():
+        assert torch.equal(back(images).output_spikes, other(images)[0])
+
+
+def test_checkpoint_with_other_hidden_beta_threshold_builds_the_matching_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    study = build_study_model(hidden_size=64, beta=0.8)
+    study.lif1.threshold.fill_(0.7)
+    study.lif2.threshold.fill_(0.7)
+    path = tmp_path / "snntorch.pt"
+    torch.save(study.state_dict(), path)
+    model = load_model(path)
+    assert model.config.hidden_size == 64
+    assert float(model.lif1.beta) == pytest.approx(0.8)
+    assert float(model.lif2.threshold) == pytest.approx(0.7)
+    images = torch.rand(8, 784)
+    with torch.no_grad():
+        assert torch.equal(model(images).output_spikes, study(images)[0])
+
+
+def test_checkpoint_that_does_not_fit_lists_the_mismatches(tmp_path: Path) -> None:
+    state = SupervisedSNN().state_dict()
+    state["fc2.weight"] = torch.zeros(10, 100)
+    del state["lif2.beta"]
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "bad.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as error:
+        load_model(path)
+    message = str(error.value)
+    assert "missing key 'lif2.beta'" in message
+    assert "unexpected key 'extra.weight'" in message
+    assert "fc2.weight: shape (10, 100) but the model needs (10, 512)" in message
+    assert str(path) in message
+
+
+@pytest.mark.parametrize(
+    "payload, expected",
+    [
+        (b"not a zip or pickle", "cannot read checkpoint"),
+        (None, "checkpoint not found"),
+    ],
+)
+def test_unreadable_or_missing_checkpoint_errors_clearly(tmp_path: Path, payload: bytes | None, expected: str) -> None:
+    path = tmp_path / "model.pt"
+    if payload is not None:
+        path.write_bytes(payload)
+    with pytest.raises(CheckpointError, match=expected):
+        load_model(path)
+
+
+def test_whole_pickled_model_is_refused_by_weights_only_loading(tmp_path: Path) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(SupervisedSNN(), path)
+    with pytest.raises(CheckpointError, match="state_dict"):
+        load_model(path)
+
+
+def test_evaluate_ties_go_to_the_lowest_class() -> None:
+    counts = torch.tensor([[0.0, 3.0, 3.0, 1.0], [2.0, 2.0, 2.0, 2.0]])
+    assert counts.argmax(dim=1).tolist() == [1, 0]
+
+
+def test_training_is_deterministic_for_a_seed(splits, tmp_path: Path) -> None:
+    """Two runs with one seed and thread count give bit-identical weights."""
+    first, history_a = quiet_train(splits, tmp_path / "a", epochs=1)
+    second, history_b = quiet_train(splits, tmp_path / "b", epochs=1)
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert history_a.test_acc_history == history_b.test_acc_history
+
+
+def test_fifty_batch_runs_with_one_seed_give_identical_weights(mnist_dir: Path, tmp_path: Path) -> None:
+    train_split = load_mnist("train", mnist_dir).subset(50 * 128)
+    test_split = load_mnist("test", mnist_dir).subset(100)
+    runs = [
+        train(train_split, test_split, ModelConfig(), TrainConfig(epochs=1, seed=11), tmp_path / name, progress=False, log=lambda m: None)[0]
+        for name in ("a", "b")
+    ]
+    for (name, a), (_, b) in zip(runs[0].state_dict().items(), runs[1].state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_training_learns_and_writes_every_artifact(splits, tmp_path: Path) -> None:
+    model, history = quiet_train(splits, tmp_path, epochs=2)
+    assert history.test_acc_history[-1] > 60.0  # 20 steps on 1,280 images; chance is 10%
+    for name in (MODEL_FILE, "training_state.pt", "training_curves.csv", "training_curves.json", "experiment_config.json"):
+        assert (tmp_path / name).is_file(), name
+    curves = json.loads((tmp_path / "training_curves.json").read_text())
+    assert curves["test_acc_history"] == history.test_acc_history
+    lines = (tmp_path / "training_curves.csv").read_text().splitlines()
+    assert lines[0] == "epoch,train_acc,test_acc" and len(lines) == 3
+    config = json.loads((tmp_path / "experiment_config.json").read_text())
+    assert config["training"]["seed"] == 3 and "torch" in config["versions"]
+    reloaded = load_model(tmp_path / MODEL_FILE)
+    assert evaluate(reloaded, splits[1]).accuracy == history.test_acc_history[-1]
+    assert not list(tmp_path.glob("*.tmp")), "temporary files left behind"
+
+
+def test_resume_reaches_the_same_numbers_as_an_uninterrupted_run(splits, tmp_path: Path) -> None:
+    straight, straight_history = quiet_train(splits, tmp_path / "straight", epochs=3)
+    quiet_train(splits, tmp_path / "resumed", epochs=1)
+    resumed, resumed_history = quiet_train(splits, tmp_path / "resumed", epochs=3, resume=True)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert straight_history.test_acc_history == resumed_history.test_acc_history
+    assert straight_history.train_acc_history == resumed_history.train_acc_history
+
+
+def test_resume_refuses_changed_settings_and_missing_state(splits, tmp_path: Path) -> None:
+    quiet_train(splits, tmp_path, epochs=1)
+    with pytest.raises(CheckpointError, match="model.beta"):
+        quiet_train(splits, tmp_path, epochs=2, resume=True, beta=0.8)
+    with pytest.raises(CheckpointError, match="no completed epoch"):
+        quiet_train(splits, tmp_path / "empty", epochs=2, resume=True)
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(splits, tmp_path: Path, monkeypatch) -> None:
+    quiet_train(splits, tmp_path, epochs=1)
+    good = torch.load(tmp_path / MODEL_FILE, weights_only=True)
+    original = train_module.spike_count_loss
+    calls = {"count": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["count"] += 1
+        terms = original(*args, **kwargs)
+        if calls["count"] == 4:
+            return terms._replace(total=terms.total * float("nan"))
+        return terms
+
+    monkeypatch.setattr(train_module, "spike_count_loss", poisoned)
+    with pytest.raises(TrainingDivergedError, match=r"loss became nan at epoch 2, batch 4.*after epoch 1"):
+        quiet_train(splits, tmp_path, epochs=2, resume=True)
+    kept = torch.load(tmp_path / MODEL_FILE, weights_only=True)
+    for name in good:
+        assert torch.equal(good[name], kept[name]), name
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch() -> None:
+    assert torch.equal(epoch_order(100, 5, 2), epoch_order(100, 5, 2))
+    assert not torch.equal(epoch_order(100, 5, 2), epoch_order(100, 5, 3))
+    assert sorted(epoch_order(100, 5, 2).tolist()) == list(range(100))
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--epochs", "0"], "--epochs must be a positive integer"),
+        (["--batch-size", "-4"], "--batch-size must be a positive integer"),
+        (["--steps", "0"], "--steps must be a positive integer"),
+        (["--lr", "0"], "--lr must be a positive finite number"),
+        (["--lr", "nan"], "--lr must be a positive finite number"),
+        (["--beta", "1.5"], "--beta must lie in [0, 1]"),
+        (["--beta", "-0.1"], "--beta must lie in [0, 1]"),
+        (["--threshold", "0"], "--threshold must be a positive finite number"),
+        (["--alpha-reg", "-1"], "--alpha-reg must be a non-negative"),
+        (["--threads", "0"], "--threads must be an integer from 1"),
+        (["--surrogate-scale", "-2"], "slope must be a positive finite number"),
+        (["--seed", "-1"], "--seed must be a non-negative integer"),
+    ],
+)
+def test_invalid_training_flags_give_clear_errors(flags: list[str], message: str, tmp_path: Path, capsys) -> None:
+    code = main(["train", "--out", str(tmp_path), "--no-progress", *flags])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert not (tmp_path / MODEL_FILE).exists()
+
+
+def test_train_and_evaluate_commands_end_to_end(mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    code = main(
+        ["train", "--data-dir", str(mnist_dir), "--out", str(tmp_path), "--epochs", "1", "--train-subset", "640",
+         "--test-subset", "200", "--no-progress", "--threads", "1"]
+    )
+    assert code == 0
+    trained = capsys.readouterr().out
+    assert "test accuracy:" in trained
+    predictions = tmp_path / "predictions.json"
+    code = main(
+        ["evaluate", str(tmp_path / MODEL_FILE), "--data-dir", str(mnist_dir), "--test-subset", "200",
+         "--json", str(predictions), "--no-progress", "--threads", "1"]
+    )
+    assert code == 0
+    line = [row for row in capsys.readouterr().out.splitlines() if row.startswith("test accuracy:")][0]
+    assert line == [row for row in trained.splitlines() if row.startswith("test accuracy:")][0]
+    payload = json.loads(predictions.read_text())
+    assert len(payload["predictions"]) == 200 and len(payload["output_spike_counts"][0]) == 10
+    accuracy = 100 * sum(p == y for p, y in zip(payload["predictions"], payload["labels"])) / 200
+    assert f"test accuracy: {accuracy:.2f}%" == line
+
+
+def test_evaluate_missing_checkpoint_is_one_clear_line(mnist_dir: Path, tmp_path: Path, capsys) -> None:
+    code = main(["evaluate", str(tmp_path / "nope.pt"), "--data-dir", str(mnist_dir)])
+    assert code == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_crosscheck_step_level_agreement_on_a_few_batches(splits) -> None:
+    from experiments.crosscheck import GRADIENT_RTOL, LOSS_ATOL, step_level_check
+
+    torch.manual_seed(0)
+    model = SupervisedSNN()
+    study = build_study_model()
+    rows = step_level_check(model, study, splits[0], TrainConfig(), batches=3)
+    assert len(rows) == 3
+    for row in rows:
+        assert row["loss_abs_diff"] <= LOSS_ATOL
+        for name in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"):
+            assert row[name]["max_rel_diff"] <= GRADIENT_RTOL, (row["batch"], name, row[name])
+
+
+def test_save_model_is_atomic_and_loadable(tmp_path: Path) -> None:
+    model = SupervisedSNN()
+    path = tmp_path / "sub" / "model.pt"
+    save_model(model, path)
+    assert path.is_file() and not list(path.parent.glob("*.tmp"))
+    assert set(torch.load(path, weights_only=True)) == set(model.state_dict())
