@@ -53,14 +53,22 @@ class LIF(nn.Module):
             beta=float(self.beta), threshold=float(self.threshold), surrogate=self.surrogate
         )
 
-    def forward(self, current: Tensor, num_steps: int | None = None) -> LIFSequenceOutput:
+    def forward(
+        self, current: Tensor, num_steps: int | None = None, return_membranes: bool = True
+    ) -> LIFSequenceOutput:
         if int(self.reset_mechanism_val) != SUBTRACT_RESET or float(self.graded_spikes_factor) != 1.0:
             raise NotImplementedError(
                 "only snnTorch's defaults are implemented: reset_mechanism_val=0 (subtract) and "
                 f"graded_spikes_factor=1, but this layer holds {int(self.reset_mechanism_val)} and "
                 f"{float(self.graded_spikes_factor):g} (from a loaded state_dict?)"
             )
-        return lif_sequence(current, self.params, num_steps=num_steps, backend=self.backend)
+        return lif_sequence(
+            current,
+            self.params,
+            num_steps=num_steps,
+            backend=self.backend,
+            return_membranes=return_membranes,
+        )
 
     def extra_repr(self) -> str:
         return (

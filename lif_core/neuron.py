@@ -114,20 +114,21 @@ def unrolled_sequence(
 
 
 def reference_forward(
-    current: Tensor, beta: float, threshold: float, num_steps: int
-) -> tuple[Tensor, Tensor, Tensor]:
+    current: Tensor, beta: float, threshold: float, num_steps: int, store_membranes: bool = True
+) -> tuple[Tensor, Tensor | None, Tensor]:
     """Whole-sequence forward pass, no autograd; the torch backend of `lif_sequence`.
 
     current: (T, B, N) time-varying, or (B, N) held constant for `num_steps` steps.
-    Returns spikes and membranes, (T, B, N) each, and the spike counts
-    C = sum_t S_t, (B, N), all in the dtype of `current`.
+    Returns spikes and membranes, (T, B, N) each (membranes None unless
+    store_membranes), and the spike counts C = sum_t S_t, (B, N), all in the
+    dtype of `current`.
     """
     constant = current.dim() == 2
     step_shape = current.shape if constant else current.shape[1:]
     beta_t = _scalar(min(max(beta, 0.0), 1.0), current)
     threshold_t = _scalar(threshold, current)
     spikes = current.new_empty((num_steps, *step_shape))
-    membranes = current.new_empty((num_steps, *step_shape))
+    membranes = current.new_empty((num_steps, *step_shape)) if store_membranes else None
     membrane = current.new_zeros(step_shape)  # U_{-1} = 0
     for t in range(num_steps):
         current_t = current if constant else current[t]
@@ -137,7 +138,8 @@ def reference_forward(
         membrane = beta_t * membrane + current_t - reset * threshold_t
         # S_t = H(U_t - thr)
         spikes[t] = heaviside(membrane - threshold_t)
-        membranes[t] = membrane
+        if membranes is not None:
+            membranes[t] = membrane
     # C = sum_t S_t
     counts = spikes.sum(dim=0)
     return spikes, membranes, counts

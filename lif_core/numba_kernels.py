@@ -36,10 +36,19 @@ SURROGATE_CODES = {"fast_sigmoid": FAST_SIGMOID, "atan": ARCTAN}
 
 @numba.njit(parallel=True, cache=True)
 def lif_forward(
-    current, constant_input, num_steps, beta, threshold, spikes_out, membranes_out, counts_out
+    current,
+    constant_input,
+    num_steps,
+    beta,
+    threshold,
+    spikes_out,
+    store_membranes,
+    membranes_out,
+    counts_out,
 ):
-    """Fill spikes_out and membranes_out, (T, B, N), and counts_out, (B, N), from
-    current (T, B, N) or, when constant_input, (1, B, N) read at every step."""
+    """Fill spikes_out, (T, B, N), counts_out, (B, N), and, when store_membranes,
+    membranes_out, (T, B, N), from current (T, B, N) or, when constant_input,
+    (1, B, N) read at every step."""
     batch, neurons = spikes_out.shape[1], spikes_out.shape[2]
     one = np.ones(1, dtype=spikes_out.dtype)[0]
     zero = one - one
@@ -55,7 +64,8 @@ def lif_forward(
                 # U_t = beta * U_{t-1} + I_t - reset_t * thr
                 u = beta * previous + row[n] - reset * threshold
                 membrane[n] = u
-                membranes_out[t, b, n] = u
+                if store_membranes:
+                    membranes_out[t, b, n] = u
                 # S_t = H(U_t - thr)
                 spike = one if u - threshold > zero else zero
                 spikes_out[t, b, n] = spike
@@ -124,15 +134,15 @@ def lif_backward(
 
 
 def forward(
-    current: np.ndarray, num_steps: int, beta: float, threshold: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Allocate outputs and run `lif_forward`; returns (spikes, membranes, counts).
-    `beta` is clamped to [0, 1] here."""
+    current: np.ndarray, num_steps: int, beta: float, threshold: float, store_membranes: bool = True
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Allocate outputs and run `lif_forward`; returns (spikes, membranes, counts),
+    membranes None unless store_membranes.  `beta` is clamped to [0, 1] here."""
     dtype = current.dtype.type
     constant_input = current.ndim == 2
     step_shape = current.shape if constant_input else current.shape[1:]
     spikes = np.empty((num_steps, *step_shape), dtype=current.dtype)
-    membranes = np.empty_like(spikes)
+    membranes = np.empty_like(spikes) if store_membranes else np.empty((1, 1, 1), dtype=current.dtype)
     counts = np.empty(step_shape, dtype=current.dtype)
     lif_forward(
         current[None] if constant_input else current,
@@ -141,10 +151,11 @@ def forward(
         dtype(min(max(beta, 0.0), 1.0)),
         dtype(threshold),
         spikes,
+        store_membranes,
         membranes,
         counts,
     )
-    return spikes, membranes, counts
+    return spikes, membranes if store_membranes else None, counts
 
 
 def backward(

@@ -39,12 +39,13 @@ BACKENDS: tuple[str, ...] = ("torch", "numba", "auto")
 
 class LIFSequenceOutput(NamedTuple):
     """Spikes S_t and membranes U_t (before reset), each (T, B, N), and the spike
-    counts C = sum_t S_t, (B, N).  All three are differentiable; a loss on the
+    counts C = sum_t S_t, (B, N); membranes is None when not asked for.  All
+    three are differentiable; a loss on the
     counts should use `counts` rather than `spikes.sum(0)`, which costs a (T, B, N)
     gradient tensor in the backward pass."""
 
     spikes: Tensor
-    membranes: Tensor
+    membranes: Tensor | None
     counts: Tensor
 
 
@@ -62,6 +63,22 @@ def resolve_backend(backend: str, device: torch.device) -> Literal["torch", "num
     return backend  # type: ignore[return-value]
 
 
+def run_forward(
+    current: Tensor, num_steps: int, beta: float, threshold: float, backend: str, store_membranes: bool
+) -> tuple[Tensor, Tensor | None, Tensor]:
+    """The forward time loop on the chosen backend, outside autograd."""
+    if backend == "numba":
+        spikes, membranes, counts = numba_kernels.forward(
+            current.detach().contiguous().numpy(), num_steps, beta, threshold, store_membranes
+        )
+        return (
+            torch.from_numpy(spikes),
+            None if membranes is None else torch.from_numpy(membranes),
+            torch.from_numpy(counts),
+        )
+    return reference_forward(current.detach(), beta, threshold, num_steps, store_membranes)
+
+
 class LIFSequenceFunction(torch.autograd.Function):
     """Forward: the LIF time loop.  Backward: reverse-time BPTT with the detached reset."""
 
@@ -75,15 +92,7 @@ class LIFSequenceFunction(torch.autograd.Function):
         surrogate: Surrogate,
         backend: str,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        if backend == "numba":
-            outputs = numba_kernels.forward(
-                current.detach().contiguous().numpy(), num_steps, beta, threshold
-            )
-            spikes, membranes, counts = (torch.from_numpy(array) for array in outputs)
-        else:
-            spikes, membranes, counts = reference_forward(
-                current.detach(), beta, threshold, num_steps
-            )
+        spikes, membranes, counts = run_forward(current, num_steps, beta, threshold, backend, True)
         ctx.save_for_backward(membranes)
         ctx.constant_input = current.dim() == 2
         ctx.beta, ctx.threshold, ctx.surrogate, ctx.backend = beta, threshold, surrogate, backend
@@ -134,12 +143,15 @@ def lif_sequence(
     params: LIFParameters,
     num_steps: int | None = None,
     backend: Backend = "auto",
+    return_membranes: bool = True,
 ) -> LIFSequenceOutput:
     """Simulate a LIF population over time, differentiably.
 
     current:   (T, B, N) time-varying, or (B, N) constant with `num_steps` given.
     params:    beta, threshold, surrogate (see `LIFParameters`).
     backend:   "torch", "numba" or "auto" (numba on CPU).
+    return_membranes: False returns membranes=None; without autograd they are
+               then never stored, which saves a (T, B, N) tensor per call.
     Returns LIFSequenceOutput(spikes, membranes, counts): (T, B, N), (T, B, N) and
     (B, N), in the dtype of `current`.
     """
@@ -166,7 +178,11 @@ def lif_sequence(
     if not current.is_floating_point():
         raise TypeError(f"current must be a floating-point tensor, got {current.dtype}")
     concrete = resolve_backend(backend, current.device)
-    spikes, membranes, counts = LIFSequenceFunction.apply(
-        current, int(steps), float(params.beta), float(params.threshold), params.surrogate, concrete
-    )
-    return LIFSequenceOutput(spikes, membranes, counts)
+    beta, threshold = float(params.beta), float(params.threshold)
+    if not (torch.is_grad_enabled() and current.requires_grad):
+        spikes, membranes, counts = run_forward(current, int(steps), beta, threshold, concrete, return_membranes)
+    else:
+        spikes, membranes, counts = LIFSequenceFunction.apply(
+            current, int(steps), beta, threshold, params.surrogate, concrete
+        )
+    return LIFSequenceOutput(spikes, membranes if return_membranes else None, counts)

@@ -57,14 +57,15 @@ class ModelConfig:
 
 
 class SNNOutput(NamedTuple):
-    """Everything a forward pass produces; (T, B, N) for sequences, (B, N) for counts."""
+    """Everything a forward pass produces; (T, B, N) for sequences, (B, N) for counts.
+    Membranes are None unless asked for (`record_membranes=True`)."""
 
     output_spikes: Tensor
     output_counts: Tensor
-    output_membranes: Tensor
     hidden_spikes: Tensor
     hidden_counts: Tensor
-    hidden_membranes: Tensor
+    output_membranes: Tensor | None = None
+    hidden_membranes: Tensor | None = None
 
 
 class SupervisedSNN(nn.Module):
@@ -91,13 +92,13 @@ class SupervisedSNN(nn.Module):
     def num_steps(self) -> int:
         return self.config.num_steps
 
-    def forward(self, images: Tensor) -> SNNOutput:
+    def forward(self, images: Tensor, record_membranes: bool = False) -> SNNOutput:
         """images: (B, 784) or (B, 1, 28, 28) in [0, 1]."""
         x = images.reshape(images.shape[0], -1)
         # I1 = W1 x + b1, held for T steps
-        hidden = self.lif1(self.fc1(x), num_steps=self.num_steps)
+        hidden = self.lif1(self.fc1(x), num_steps=self.num_steps, return_membranes=record_membranes)
         # I2_t = W2 S1_t + b2
-        output = self.lif2(self.fc2(hidden.spikes))
+        output = self.lif2(self.fc2(hidden.spikes), return_membranes=record_membranes)
         return SNNOutput(
             output_spikes=output.spikes,
             output_counts=output.counts,
