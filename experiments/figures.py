@@ -1,0 +1,178 @@
+"""Figures for the study's results folder (matplotlib, Agg canvas, PNG).
+
+Each function takes measured arrays and a path and writes one PNG atomically.
+Figures are built with `matplotlib.figure.Figure` directly, not pyplot, so no
+global figure state is created and nothing needs a display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from training.checkpoint import atomic_write
+
+DIGITS = [str(digit) for digit in range(10)]
+
+
+def _save(figure: Figure, path: Path) -> None:
+    FigureCanvasAgg(figure)
+    figure.tight_layout()
+    atomic_write(Path(path), lambda temp: figure.savefig(temp, format="png", dpi=120))
+
+
+def plot_training_curves(train_acc: Sequence[float], test_acc: Sequence[float], path: Path) -> None:
+    """Train and test accuracy (percent) per epoch."""
+    figure = Figure(figsize=(6.4, 4.2))
+    axes = figure.add_subplot()
+    epochs = np.arange(1, len(train_acc) + 1)
+    axes.plot(epochs, train_acc, marker="o", label="train (running, during the epoch)")
+    axes.plot(epochs, test_acc, marker="s", label="test (after the epoch)")
+    for x, y in zip(epochs, test_acc):
+        axes.annotate(f"{y:.2f}", (x, y), textcoords="offset points", xytext=(0, -14), ha="center", fontsize=7)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_xticks(epochs)
+    axes.set_title("Supervised SNN (784-512-10 LIF, BPTT): accuracy per epoch")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right")
+    _save(figure, path)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, title: str, path: Path) -> None:
+    """Counts per (true digit, predicted digit), with the count printed in every cell."""
+    matrix = np.asarray(matrix)
+    figure = Figure(figsize=(6.4, 5.6))
+    axes = figure.add_subplot()
+    image = axes.imshow(matrix, cmap="Blues")
+    colorbar = figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    colorbar.set_label("test images")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, column), value in np.ndenumerate(matrix):
+        axes.text(
+            column,
+            row,
+            str(int(value)),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if value > threshold else "black",
+        )
+    axes.set_xticks(range(matrix.shape[1]), DIGITS[: matrix.shape[1]])
+    axes.set_yticks(range(matrix.shape[0]), DIGITS[: matrix.shape[0]])
+    axes.set_xlabel("predicted digit")
+    axes.set_ylabel("true digit")
+    accuracy = 100.0 * np.trace(matrix) / max(matrix.sum(), 1)
+    axes.set_title(f"{title}\n(test accuracy {accuracy:.2f}%)")
+    _save(figure, path)
+
+
+def plot_weight_histograms(before: np.ndarray, after: np.ndarray, layer: str, path: Path, after_label: str) -> None:
+    """Overlaid weight histograms of one layer, before and after post-training (log count axis)."""
+    before, after = np.asarray(before).ravel(), np.asarray(after).ravel()
+    figure = Figure(figsize=(6.4, 4.2))
+    axes = figure.add_subplot()
+    bins = np.linspace(-1.0, 1.0, 101)
+    axes.hist(before, bins=bins, alpha=0.55, label="baseline (after BPTT)", color="tab:blue")
+    axes.hist(after, bins=bins, alpha=0.55, label=after_label, color="tab:orange")
+    axes.set_yscale("log")
+    axes.set_xlabel("weight value (clipped to [-1, 1])")
+    axes.set_ylabel("number of weights (log scale)")
+    change = np.linalg.norm(after - before) / max(np.linalg.norm(before), 1e-12)
+    axes.set_title(f"{layer} weights ({before.size:,}): relative change {100 * change:.2f}%")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    _save(figure, path)
+
+
+def plot_accuracy_trajectories(
+    trajectories: Mapping[str, Sequence[float]], title: str, path: Path, baseline: float | None = None
+) -> None:
+    """Test accuracy before (epoch 0) and after each post-training epoch, one line per run."""
+    figure = Figure(figsize=(7.0, 4.4))
+    axes = figure.add_subplot()
+    for label, values in trajectories.items():
+        axes.plot(range(len(values)), values, marker="o", label=label)
+    if baseline is not None:
+        axes.axhline(baseline, color="grey", linestyle=":", linewidth=1, label=f"baseline {baseline:.2f}%")
+    longest = max((len(values) for values in trajectories.values()), default=1)
+    axes.set_xticks(range(longest))
+    axes.set_xlabel("post-training epoch (0 = before plasticity)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="best")
+    _save(figure, path)
+
+
+def plot_spike_heatmaps(
+    image: np.ndarray,
+    hidden_spikes: np.ndarray,
+    output_spikes: np.ndarray,
+    label: int,
+    prediction: int,
+    path: Path,
+    hidden_shown: int = 128,
+) -> None:
+    """Input image, hidden and output spike rasters over time, and output spike counts.
+
+    hidden_spikes: (T, H), output_spikes: (T, 10) for one image.  The hidden raster
+    shows the `hidden_shown` most active neurons, most active at the top."""
+    steps = hidden_spikes.shape[0]
+    counts = hidden_spikes.sum(axis=0)
+    order = np.argsort(-counts, kind="stable")[:hidden_shown]
+    figure = Figure(figsize=(12.0, 3.8))
+    grid = figure.add_gridspec(1, 4, width_ratios=[1.0, 2.2, 1.3, 1.2])
+
+    axes = figure.add_subplot(grid[0])
+    axes.imshow(np.asarray(image).reshape(28, 28), cmap="gray")
+    axes.set_title(f"input (digit {label})")
+    axes.set_xticks([])
+    axes.set_yticks([])
+
+    axes = figure.add_subplot(grid[1])
+    axes.imshow(hidden_spikes[:, order].T, aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
+    axes.set_xlabel("time step")
+    axes.set_ylabel(f"hidden neuron (top {len(order)} by spikes)")
+    axes.set_title(f"hidden spikes: {int(hidden_spikes.sum())} in {steps} steps")
+
+    axes = figure.add_subplot(grid[2])
+    axes.imshow(output_spikes.T, aspect="auto", cmap="Greys", interpolation="nearest", vmin=0, vmax=1)
+    axes.set_yticks(range(10), DIGITS)
+    axes.set_xlabel("time step")
+    axes.set_ylabel("output neuron (digit)")
+    axes.set_title("output spikes")
+
+    axes = figure.add_subplot(grid[3])
+    output_counts = output_spikes.sum(axis=0)
+    colors = ["tab:green" if digit == prediction else "tab:grey" for digit in range(10)]
+    axes.barh(range(10), output_counts, color=colors)
+    axes.set_yticks(range(10), DIGITS)
+    axes.invert_yaxis()
+    axes.set_xlabel(f"spikes in {steps} steps")
+    axes.set_title(f"output counts: predicted {prediction}")
+    _save(figure, path)
+
+
+def plot_hidden_activity(hidden_spikes: np.ndarray, label: int, path: Path, shown: int = 64) -> None:
+    """One image's hidden layer: raster of `shown` neurons and the population rate per step."""
+    steps, neurons = hidden_spikes.shape
+    figure = Figure(figsize=(8.0, 5.0))
+    grid = figure.add_gridspec(2, 1, height_ratios=[2.2, 1.0])
+    axes = figure.add_subplot(grid[0])
+    times, cells = np.nonzero(hidden_spikes[:, :shown])
+    axes.scatter(times, cells, marker="|", s=60, color="black")
+    axes.set_xlim(-0.5, steps - 0.5)
+    axes.set_ylim(-0.5, shown - 0.5)
+    axes.set_ylabel(f"hidden neuron (first {shown} of {neurons})")
+    axes.set_title(f"Hidden-layer spikes for one test image (digit {label})")
+    axes = figure.add_subplot(grid[1])
+    axes.bar(range(steps), 100.0 * hidden_spikes.mean(axis=1), color="tab:blue")
+    axes.set_xlim(-0.5, steps - 0.5)
+    axes.set_xlabel("time step")
+    axes.set_ylabel("neurons firing (%)")
+    _save(figure, path)
