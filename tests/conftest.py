@@ -34,6 +34,8 @@ settings.register_profile(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
+# HYPOTHESIS_PROFILE=thorough searches much harder (minutes) when changing the kernels.
+settings.register_profile("thorough", parent=settings.get_profile("snn-mnist"), max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "snn-mnist"))
 
 
