@@ -188,7 +188,8 @@ def load_mnist(
     if download:
         _download(folder, split)
     if not folder.is_dir():
-        raise MnistDataError(f"MNIST data folder does not exist: {folder}. Fix: {HOW_TO_FIX}.")
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise MnistDataError(f"MNIST data folder {problem}: {folder}. Fix: {HOW_TO_FIX}.")
 
     image_stem, label_stem = FILE_STEMS[split]
     image_path = find_idx_file(folder, image_stem)
