@@ -155,7 +155,7 @@ def test_known_trace_through_lif_step_and_module() -> None:
 def test_membrane_exactly_at_threshold_does_not_spike(backend: str) -> None:
     """U_0 = I = thr gives no spike (H(0) = 0) and so no reset; U_1 = beta thr + thr spikes."""
     out = lif_sequence(torch.full((1, 1), 0.5), LIFParameters(0.5, 0.5), num_steps=3, backend=backend)  # type: ignore[arg-type]
-    assert out.membranes.flatten().tolist() == [0.5, 0.75, 0.375 + 0.5 - 0.5]
+    assert out.membranes.flatten().tolist() == [0.5, 0.75, 0.375]
     assert out.spikes.flatten().tolist() == [0.0, 1.0, 0.0]
 
 
@@ -183,16 +183,6 @@ def test_bptt_gradient_equals_autograd_through_unrolled_loop(
     assert ours.shape == current.shape and ours.dtype == torch.float64
     assert ours.abs().max() > 0
     torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_gradient_of_unused_outputs_is_no_gradient(backend: str) -> None:
-    """A loss on none of the outputs' gradients paths gives zeros, not garbage (None handling)."""
-    current = torch.rand(5, 2, 3, dtype=torch.float64, requires_grad=True)
-    out = lif_sequence(current, LIFParameters(), backend=backend)  # type: ignore[arg-type]
-    loss = out.counts.sum() * 0.0 + (out.spikes[0] * 0.0).sum()
-    (grad,) = torch.autograd.grad(loss, current)
-    assert torch.equal(grad, torch.zeros_like(current))
 
 
 # --------------------------------------------------------------------------- torch vs numba
@@ -300,7 +290,7 @@ thresholds = st.one_of(st.sampled_from([1.0, 0.5, 2.0]), st.floats(0.05, 3.0))
 
 
 @st.composite
-def lif_problems(draw: st.DrawFn, dtype: np.dtype) -> tuple[Tensor, int | None, float, float]:
+def lif_problems(draw: st.DrawFn, dtype: type[np.floating]) -> tuple[Tensor, int | None, float, float]:
     """(current, num_steps, beta, threshold): a (T, B, N) current, or (B, N) with num_steps."""
     steps = draw(st.integers(1, 10))
     batch = draw(st.integers(1, 4))
