@@ -46,6 +46,20 @@ class StudySNN(nn.Module):
         self.fc2 = nn.Linear(hidden_size, NUM_CLASSES)
         self.lif2 = snn.Leaky(beta=beta, spike_grad=spike_grad)
 
+    def record(self, x: Tensor, num_steps: int = 25) -> dict[str, Tensor]:
+        """The same loop, returning spk1, mem1, spk2, mem2, each stacked to (T, B, N)."""
+        mem1 = self.lif1.init_leaky()
+        mem2 = self.lif2.init_leaky()
+        record: dict[str, list[Tensor]] = {"spk1": [], "mem1": [], "spk2": [], "mem2": []}
+        for _step in range(num_steps):
+            cur1 = self.fc1(x)
+            spk1, mem1 = self.lif1(cur1, mem1)
+            cur2 = self.fc2(spk1)
+            spk2, mem2 = self.lif2(cur2, mem2)
+            for key, value in (("spk1", spk1), ("mem1", mem1), ("spk2", spk2), ("mem2", mem2)):
+                record[key].append(value)
+        return {key: torch.stack(values, dim=0) for key, values in record.items()}
+
     def forward(self, x: Tensor, num_steps: int = 25) -> tuple[Tensor, Tensor]:
         """Returns (output spikes (T, B, 10), hidden spikes (T, B, H))."""
         mem1 = self.lif1.init_leaky()
@@ -59,6 +73,26 @@ class StudySNN(nn.Module):
             spk2_rec.append(spk2)
             spk1_rec.append(spk1)
         return torch.stack(spk2_rec, dim=0), torch.stack(spk1_rec, dim=0)
+
+
+def run_leaky(
+    current: Tensor,
+    beta: float,
+    threshold: float,
+    spike_grad: Any,
+    num_steps: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Run `snn.Leaky(beta, threshold, spike_grad)` over (T, B, N), or (B, N) held for
+    `num_steps` steps; returns (spikes, membranes), each (T, B, N)."""
+    layer = snn.Leaky(beta=beta, threshold=threshold, spike_grad=spike_grad)
+    steps = current.shape[0] if num_steps is None else num_steps
+    mem = layer.init_leaky()
+    spikes, membranes = [], []
+    for t in range(steps):
+        spk, mem = layer(current if num_steps is not None else current[t], mem)
+        spikes.append(spk)
+        membranes.append(mem)
+    return torch.stack(spikes), torch.stack(membranes)
 
 
 def build_study_model(

@@ -173,8 +173,8 @@ def lif_sequence(
         raise ValueError(
             f"current must be (T, B, N) or (B, N), got shape {tuple(current.shape)}"
         )
-    if steps < 1:
-        raise ValueError(f"num_steps must be a positive integer, got {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"num_steps must be a positive integer, got {steps!r}")
     if not current.is_floating_point():
         raise TypeError(f"current must be a floating-point tensor, got {current.dtype}")
     concrete = resolve_backend(backend, current.device)

@@ -1,6 +1,10 @@
-"""Shared fixtures. MNIST comes from $SNN_MNIST_DATA, else ../shared/data/mnist beside the
-repository (where CI puts it). A missing folder fails the tests that need it: it is
-never a reason to skip."""
+"""Shared fixtures: where the real MNIST lives, and the Hypothesis settings.
+
+The MNIST folder comes from $SNN_MNIST_DATA, else `<repo>/../shared/data/mnist`
+(where CI puts it).  A missing folder fails the tests that need it, with a
+message saying how to fix that: MNIST is a required test input, never a reason
+to skip.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,57 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+from training.data import DATA_ENV_VAR, MnistSplit, load_mnist
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FALLBACK_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+
+# No deadline: the first call of a Numba kernel compiles it (seconds), and the
+# machines running the suite are small and shared.
+settings.register_profile(
+    "snn-mnist",
+    deadline=None,
+    max_examples=40,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+# HYPOTHESIS_PROFILE=thorough searches much harder (minutes) when changing the kernels.
+settings.register_profile("thorough", parent=settings.get_profile("snn-mnist"), max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "snn-mnist"))
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
-    folder = Path(os.environ.get("SNN_MNIST_DATA") or FALLBACK_DATA_DIR)
+    """The folder holding the four real MNIST .gz files; fails (never skips) if absent."""
+    from_env = os.environ.get(DATA_ENV_VAR, "")
+    folder = Path(from_env).expanduser() if from_env else FALLBACK_DATA_DIR
+    source = f"${DATA_ENV_VAR}" if from_env else f"the fallback <repo>/../shared/data/mnist (${DATA_ENV_VAR} unset)"
     if not folder.is_dir():
         pytest.fail(
-            f"MNIST folder {folder} not found: set SNN_MNIST_DATA to a folder with the four "
-            "IDX files (CI uses ../shared/data/mnist beside the repository)"
+            f"MNIST folder {folder} (from {source}) does not exist. The tests need the real MNIST: "
+            f"set {DATA_ENV_VAR} to a folder with {', '.join(MNIST_FILES)}, "
+            "or place them in ../shared/data/mnist beside the repository.",
+            pytrace=False,
+        )
+    missing = [name for name in MNIST_FILES if not (folder / name).is_file()]
+    if missing:
+        pytest.fail(
+            f"MNIST folder {folder} (from {source}) lacks {', '.join(missing)}; "
+            f"set {DATA_ENV_VAR} to a folder holding all of {', '.join(MNIST_FILES)}.",
+            pytrace=False,
         )
     return folder
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_dir: Path) -> MnistSplit:
+    """The real 10,000-image MNIST test split, loaded once per session."""
+    return load_mnist("test", mnist_dir)

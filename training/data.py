@@ -155,6 +155,16 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
+def _have_files(folder: Path, stems: tuple[str, ...]) -> bool:
+    """True when every file is already present (so --download has nothing to fetch)."""
+    try:
+        for stem in stems:
+            find_idx_file(folder, stem)
+    except MnistDataError:
+        return False
+    return True
+
+
 def _download(folder: Path, split: Split) -> None:
     """Fetch MNIST with torchvision into folder/MNIST/raw (needs internet)."""
     from torchvision.datasets import MNIST
@@ -176,7 +186,8 @@ def load_mnist(
     """Load a whole MNIST split ("train": 60,000 images, "test": 10,000) as tensors.
 
     data_dir falls back to $SNN_MNIST_DATA; with download=True and no folder given,
-    ./data is used and torchvision downloads into it.
+    ./data is used.  download=True fetches with torchvision only the files that
+    are not already there.
     """
     if split not in FILE_STEMS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -185,12 +196,13 @@ def load_mnist(
         if not download:
             raise MnistDataError(f"no MNIST data folder given. Fix: {HOW_TO_FIX}.")
         folder = Path("data")
-    if download:
+    image_stem, label_stem = FILE_STEMS[split]
+    if download and not _have_files(folder, (image_stem, label_stem)):
         _download(folder, split)
     if not folder.is_dir():
-        raise MnistDataError(f"MNIST data folder does not exist: {folder}. Fix: {HOW_TO_FIX}.")
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise MnistDataError(f"MNIST data folder {problem}: {folder}. Fix: {HOW_TO_FIX}.")
 
-    image_stem, label_stem = FILE_STEMS[split]
     image_path = find_idx_file(folder, image_stem)
     label_path = find_idx_file(folder, label_stem)
     images = read_idx(image_path, IMAGE_MAGIC)
