@@ -188,28 +188,32 @@ def hebbian_update(
                         for j in range(n_pre):
                             acc[j] -= mean * pre_sum[t, j]
 
-        decay = power * inv_count  # mean_{t,b} post_tbi^2
-        for j in range(n_pre):
-            w = np.float64(weight[i, j])
-            # r_ij = A_ij / (T B)
-            term = acc[j] * inv_count
-            if rule_code == OJA:
-                # dW_ij = eta * (r_ij - mean(post_i^2) * W_ij)
-                delta = eta * (term - decay * w)
-            elif rule_code == COVARIANCE_META:
-                delta = eta * term
+        # One loop per rule, so the plain ones vectorise.  acc becomes the new row.
+        if rule_code == OJA:
+            decay = power * inv_count  # mean_{t,b} post_tbi^2
+            for j in range(n_pre):
+                w = np.float64(weight[i, j])
+                # dW_ij = eta * (r_ij - mean(post_i^2) * W_ij),  r_ij = A_ij / (T B)
+                acc[j] = w + eta * (acc[j] * inv_count - decay * w)
+        elif rule_code == COVARIANCE_META:
+            for j in range(n_pre):
+                w = np.float64(weight[i, j])
+                delta = eta * (acc[j] * inv_count)
                 if w * delta < 0.0:
                     # toward zero: dW_ij *= 1 - tanh(m * |W_ij|)^2
                     g = math.tanh(meta_scale * w)
                     delta *= 1.0 - g * g
-            elif rule_code == COVARIANCE_ANCHOR:
+                acc[j] = w + delta
+        elif rule_code == COVARIANCE_ANCHOR:
+            for j in range(n_pre):
+                w = np.float64(weight[i, j])
                 # dW_ij = eta * r_ij - min(eta * lambda * Omega_ij, 1) * (W_ij - W0_ij)
                 pull = min(eta * anchor_strength * importance[i, j], 1.0)
-                delta = eta * term - pull * (w - anchor[i, j])
-            else:
+                acc[j] = w + (eta * (acc[j] * inv_count) - pull * (w - anchor[i, j]))
+        else:
+            for j in range(n_pre):
                 # dW_ij = eta * r_ij
-                delta = eta * term
-            acc[j] = w + delta
+                acc[j] = np.float64(weight[i, j]) + eta * (acc[j] * inv_count)
 
         if rule_code == COVARIANCE_NORM:
             norm_sq = 0.0
@@ -221,9 +225,10 @@ def hebbian_update(
                 for j in range(n_pre):
                     acc[j] *= scale
 
-        for j in range(n_pre):
-            value = acc[j]
-            if has_clip:
+        if has_clip:
+            for j in range(n_pre):
                 # W_ij = clip(W_ij, -c, c)
-                value = min(max(value, -clip), clip)
-            weight[i, j] = value
+                weight[i, j] = min(max(acc[j], -clip), clip)
+        else:
+            for j in range(n_pre):
+                weight[i, j] = acc[j]
