@@ -228,19 +228,21 @@ def activity_stats(images: np.ndarray, hidden: np.ndarray, output: np.ndarray) -
 
 
 def format_table(rows: list[dict[str, Any]], implementations: list[str]) -> str:
-    header = f"{'spikes':<10}{'layer':<15}{'rule':<19}" + "".join(f"{name + ' ms':>15}" for name in implementations)
-    header += f"{'numpy/numba':>13}{'torch/numba':>13}{'err numba':>11}{'err torch':>11}"
+    """One line per (spikes, layer, rule): 'median (min)' ms per implementation, ratios of medians."""
+    header = f"{'spikes':<10}{'layer':<14}{'rule':<18}" + "".join(f"{name:>18}" for name in implementations)
+    header += f"{'numpy/numba':>12}{'torch/numba':>12}{'err numba':>10}{'err torch':>10}"
     lines = [header, "-" * len(header)]
     for row in rows:
         cells = "".join(
-            f"{row[name]['median_ms']:>15.3f}" if name in row else f"{'-':>15}" for name in implementations
+            f"{row[name]['median_ms']:>9.2f} ({row[name]['min_ms']:.2f})".rjust(18) if name in row else f"{'-':>18}"
+            for name in implementations
         )
         numba_ms = row["numba"]["median_ms"]
-        ratio_numpy = f"{row['numpy']['median_ms'] / numba_ms:>13.1f}"
-        ratio_torch = f"{row['torch']['median_ms'] / numba_ms:>13.2f}" if "torch" in row else f"{'-':>13}"
-        err_numba = f"{row['numba_rel_error']:>11.1e}"
-        err_torch = f"{row['torch_rel_error']:>11.1e}" if "torch_rel_error" in row else f"{'-':>11}"
-        lines.append(f"{row['spikes']:<10}{row['layer']:<15}{row['rule']:<19}{cells}{ratio_numpy}{ratio_torch}{err_numba}{err_torch}")
+        ratio_numpy = f"{row['numpy']['median_ms'] / numba_ms:>12.1f}"
+        ratio_torch = f"{row['torch']['median_ms'] / numba_ms:>12.2f}" if "torch" in row else f"{'-':>12}"
+        err_numba = f"{row['numba_rel_error']:>10.0e}"
+        err_torch = f"{row['torch_rel_error']:>10.0e}" if "torch_rel_error" in row else f"{'-':>10}"
+        lines.append(f"{row['spikes']:<10}{row['layer']:<14}{row['rule']:<18}{cells}{ratio_numpy}{ratio_torch}{err_numba}{err_torch}")
     return "\n".join(lines)
 
 
@@ -295,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, stats in data.items():
         print(f"  {label:<10} hidden rate {stats['hidden_rate']:.3f} ({stats['hidden_pairs_firing']:.0%} of (sample, neuron) "
               f"pairs fire), output rate {stats['output_rate']:.3f} ({stats['output_pairs_firing']:.0%})")
-    print("median ms per update; ratios > 1: numba faster; err: max |dW - dW_numpy| / max |dW_numpy|")
+    print("ms per update, median (min) of --repeats calls; ratios of medians, > 1: numba faster;")
+    print("err: max |dW - dW_numpy| / max |dW_numpy| for one update")
     print(format_table(rows, implementations))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
