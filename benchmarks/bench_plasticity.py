@@ -127,7 +127,11 @@ def network_spikes(
 
 
 def bernoulli_spikes(
-    shape_hidden: tuple[int, ...], shape_output: tuple[int, ...], hidden_rate: float, output_rate: float, seed: int
+    shape_hidden: tuple[int, ...],
+    shape_output: tuple[int, ...],
+    hidden_rate: float,
+    output_rate: float,
+    seed: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     hidden = (rng.random(shape_hidden) < hidden_rate).astype(np.float32)
@@ -148,7 +152,9 @@ def torch_covariance_update(weight: torch.Tensor, pre: torch.Tensor, post: torch
     weight.add_(delta, alpha=eta / (num_steps * batch)).clamp_(-1.0, 1.0)
 
 
-def median_ms(call: Callable[[], object], repeats: int, synchronize: Callable[[], None] | None = None) -> dict[str, float]:
+def median_ms(
+    call: Callable[[], object], repeats: int, synchronize: Callable[[], None] | None = None
+) -> dict[str, float]:
     call()  # warm-up: compilation, caches, allocator
     if synchronize:
         synchronize()
@@ -196,7 +202,9 @@ def bench_layer(
         weight = start.copy()
         row["numba"] = median_ms(lambda: numba_rule.update(weight, pre, post, ETA, state), repeats)
         weight = start.copy()
-        row["numpy"] = median_ms(lambda: numpy_rule.update(weight, pre, post, ETA, state), max(3, repeats // 2))
+        row["numpy"] = median_ms(
+            lambda: numpy_rule.update(weight, pre, post, ETA, state), max(3, repeats // 2)
+        )
         if name == "covariance":
             pre_t, post_t = torch.from_numpy(pre), torch.from_numpy(post)
             check = torch.from_numpy(start.copy())
@@ -234,7 +242,7 @@ def format_table(rows: list[dict[str, Any]], implementations: list[str]) -> str:
     lines = [header, "-" * len(header)]
     for row in rows:
         cells = "".join(
-            f"{row[name]['median_ms']:>9.2f} ({row[name]['min_ms']:.2f})".rjust(18) if name in row else f"{'-':>18}"
+            (f"{row[name]['median_ms']:>9.2f} ({row[name]['min_ms']:.2f})" if name in row else "-").rjust(18)
             for name in implementations
         )
         numba_ms = row["numba"]["median_ms"]
@@ -242,13 +250,16 @@ def format_table(rows: list[dict[str, Any]], implementations: list[str]) -> str:
         ratio_torch = f"{row['torch']['median_ms'] / numba_ms:>12.2f}" if "torch" in row else f"{'-':>12}"
         err_numba = f"{row['numba_rel_error']:>10.0e}"
         err_torch = f"{row['torch_rel_error']:>10.0e}" if "torch_rel_error" in row else f"{'-':>10}"
-        lines.append(f"{row['spikes']:<10}{row['layer']:<14}{row['rule']:<18}{cells}{ratio_numpy}{ratio_torch}{err_numba}{err_torch}")
+        label = f"{row['spikes']:<10}{row['layer']:<14}{row['rule']:<18}"
+        lines.append(label + cells + ratio_numpy + ratio_torch + err_numba + err_torch)
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=None, help="torch and Numba threads (default: all cores)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch and Numba threads (default: all cores)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per measurement (default: 15)")
     parser.add_argument("--batch", type=int, default=128)
@@ -256,7 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden-rate", type=float, default=0.10)
     parser.add_argument("--output-rate", type=float, default=0.03)
     parser.add_argument("--rules", choices=("covariance", "all"), default="covariance")
-    parser.add_argument("--data-dir", type=Path, default=None, help="MNIST folder (default: $SNN_MNIST_DATA, ../shared/data/mnist)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="MNIST folder (default: $SNN_MNIST_DATA, then ../shared/data/mnist)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.repeats < 1:
@@ -265,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     threads = configure_threads(args.threads)
     rules = ["covariance"] if args.rules == "covariance" else list(RULE_NAMES)
     images, image_source = mnist_images(args.batch, args.data_dir)
-    hidden_net, output_net, gains = network_spikes(images, args.steps, args.hidden_rate, args.output_rate, args.seed)
-    hidden_iid, output_iid = bernoulli_spikes(hidden_net.shape, output_net.shape, args.hidden_rate, args.output_rate, args.seed)
+    rates = (args.hidden_rate, args.output_rate)
+    hidden_net, output_net, gains = network_spikes(images, args.steps, *rates, args.seed)
+    hidden_iid, output_iid = bernoulli_spikes(hidden_net.shape, output_net.shape, *rates, args.seed)
 
     rng = np.random.default_rng(args.seed)
     rows = []
@@ -292,18 +309,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"plasticity update, batch {args.batch}, T {args.steps}, eta {ETA:g}; {threads} thread(s), "
           f"{environment['cpus']} CPUs, numba layer {environment['numba_threading_layer']}, "
           f"load average {environment['load_average']}")
-    print(f"pre of fc1: {image_source}; network spikes: SupervisedSNN with weights scaled x{gains['fc1_gain']:.3g} "
-          f"(fc1), x{gains['fc2_gain']:.3g} (fc2) to fire at the target rates")
+    print(
+        f"pre of fc1: {image_source}; network spikes: SupervisedSNN with weights scaled "
+        f"x{gains['fc1_gain']:.3g} (fc1), x{gains['fc2_gain']:.3g} (fc2) to fire at the target rates"
+    )
     for label, stats in data.items():
-        print(f"  {label:<10} hidden rate {stats['hidden_rate']:.3f} ({stats['hidden_pairs_firing']:.0%} of (sample, neuron) "
-              f"pairs fire), output rate {stats['output_rate']:.3f} ({stats['output_pairs_firing']:.0%})")
+        print(
+            f"  {label:<10} hidden rate {stats['hidden_rate']:.3f} "
+            f"({stats['hidden_pairs_firing']:.0%} of (sample, neuron) pairs fire), "
+            f"output rate {stats['output_rate']:.3f} ({stats['output_pairs_firing']:.0%})"
+        )
     print("ms per update, median (min) of --repeats calls; ratios of medians, > 1: numba faster;")
     print("err: max |dW - dW_numpy| / max |dW_numpy| for one update")
     print(format_table(rows, implementations))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {
-            "config": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
+            "config": {
+                key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()
+            },
             "eta": ETA,
             "environment": environment,
             "images": image_source,

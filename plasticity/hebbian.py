@@ -272,7 +272,10 @@ def coactivity(pre: np.ndarray, post: np.ndarray, backend: str = "numba") -> np.
     post = np.ascontiguousarray(post, dtype=np.float32)
     pre = np.ascontiguousarray(pre, dtype=np.float32)
     if post.ndim != 3 or pre.ndim not in (2, 3):
-        raise ValueError(f"post must be (T, B, n_post) and pre (B, n_pre) or (T, B, n_pre), got {post.shape}, {pre.shape}")
+        raise ValueError(
+            "post must be (T, B, n_post) and pre (B, n_pre) or (T, B, n_pre), "
+            f"got {post.shape} and {pre.shape}"
+        )
     weight = np.zeros((post.shape[2], pre.shape[-1]), dtype=np.float32)
     PlasticityRule("hebb", clip=None, backend=backend).update(weight, pre, post, 1.0)
     return weight

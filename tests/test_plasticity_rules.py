@@ -329,7 +329,8 @@ def test_norm_rule_restores_trained_row_norms() -> None:
     state = rule.init_state(weight)
     for _ in range(20):
         rule.update(weight, pre, post, 5.0, state)
-    np.testing.assert_allclose(np.linalg.norm(weight.astype(np.float64), axis=1), state.target_norm, rtol=1e-6)
+    norms = np.linalg.norm(weight.astype(np.float64), axis=1)
+    np.testing.assert_allclose(norms, state.target_norm, rtol=1e-6)
 
 
 def test_metaplastic_gate_slows_only_updates_toward_zero() -> None:
