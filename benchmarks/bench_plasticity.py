@@ -66,6 +66,7 @@ def _preset_blas_threads(argv: list[str]) -> None:
 if __name__ == "__main__":
     _preset_blas_threads(sys.argv[1:])
 
+import experiments  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

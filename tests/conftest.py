@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+import experiments  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
+
 from training.data import DATA_ENV_VAR, MnistSplit, load_mnist
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -27,6 +27,7 @@ move), test accuracy on the whole test split after each epoch.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -179,11 +180,14 @@ class TrainHistory:
 
 
 def library_versions() -> dict[str, str]:
+    """Versions and the threading settings that affect speed (not results)."""
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numba": numba.__version__,
         "numpy": np.__version__,
+        "numba_threading_layer": str(numba.config.THREADING_LAYER),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
     }
 
 

@@ -1,0 +1,172 @@
+"""Unsupervised post-training: the trained network keeps learning from images alone.
+
+One epoch is one pass over the training images in the order `epoch_order(seed,
+epoch)`, without labels.  For every batch:
+
+    spikes = the network's hidden and output spikes under the *current* weights
+    W1 <- rule(W1, pre = images,        post = hidden spikes)     (if fc1 is plastic)
+    W2 <- rule(W2, pre = hidden spikes, post = output spikes)     (if fc2 is plastic)
+
+each followed by clipping to [-1, 1]; biases never change.  Test accuracy is
+measured before the first epoch and after every epoch, so a run of E epochs
+gives a trajectory of E + 1 accuracies.  Weight drift per layer:
+
+    relative change  = ||W - W0||_F / ||W0||_F
+    fraction at clip = share of weights with |W| >= clip bound
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from plasticity.hebbian import LayerState, PlasticityRule, network_activity, weight_view
+from training.data import MnistSplit
+from training.model import SupervisedSNN
+from training.train import Evaluation, epoch_order, evaluate, iterate_batches
+
+PLASTIC_LAYERS = ("fc1", "fc2")
+
+
+@dataclass(frozen=True)
+class PostTrainConfig:
+    """Settings of one post-training run; defaults are the study's gentle run."""
+
+    rule: str = "covariance"
+    eta: float = 1e-5
+    epochs: int = 3
+    batch_size: int = 128
+    plastic_layers: tuple[str, ...] = PLASTIC_LAYERS
+    seed: int = 0
+    meta_strength: float = 1.0
+    anchor_strength: float = 100.0
+    kernel_backend: str = "numba"
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.eta) and self.eta >= 0):
+            raise ValueError(f"--eta must be a non-negative finite learning rate, got {self.eta!r}")
+        for name, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("eval_batch_size", "--eval-batch-size")):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{flag} must be a positive integer, got {value!r}")
+        unknown = [layer for layer in self.plastic_layers if layer not in PLASTIC_LAYERS]
+        if unknown or not self.plastic_layers:
+            raise ValueError(
+                f"--plastic-layers must name one or both of {', '.join(PLASTIC_LAYERS)}, got {self.plastic_layers!r}"
+            )
+        self.make_rule()  # validates rule name, strengths and kernel backend
+
+    def make_rule(self) -> PlasticityRule:
+        return PlasticityRule(
+            name=self.rule,
+            meta_strength=self.meta_strength,
+            anchor_strength=self.anchor_strength,
+            backend=self.kernel_backend,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        payload = asdict(self)
+        payload["plastic_layers"] = list(self.plastic_layers)
+        return payload
+
+
+@dataclass
+class LayerDrift:
+    relative_change: float
+    fraction_at_clip: float
+
+
+@dataclass
+class PostTrainResult:
+    config: PostTrainConfig
+    test_accuracy: list[float] = field(default_factory=list)  # before, then after each epoch
+    drift: dict[str, LayerDrift] = field(default_factory=dict)
+    seconds: float = 0.0
+    final_evaluation: Evaluation | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_json(),
+            "test_accuracy": self.test_accuracy,
+            "weight_drift": {name: asdict(drift) for name, drift in self.drift.items()},
+            "seconds": self.seconds,
+        }
+
+
+def weight_drift(current: np.ndarray, trained: np.ndarray, clip: float = 1.0) -> LayerDrift:
+    """||W - W0||_F / ||W0||_F and the share of |W| at the clip bound."""
+    trained64 = trained.astype(np.float64)
+    change = np.linalg.norm(current.astype(np.float64) - trained64) / max(np.linalg.norm(trained64), 1e-30)
+    return LayerDrift(relative_change=float(change), fraction_at_clip=float(np.mean(np.abs(current) >= clip)))
+
+
+def post_train(
+    model: SupervisedSNN,
+    train_split: MnistSplit,
+    test_split: MnistSplit,
+    config: PostTrainConfig,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> PostTrainResult:
+    """Apply the rule to `model` in place (CPU) and measure test accuracy along the way."""
+    started = time.perf_counter()
+    rule = config.make_rule()
+    layers = {"fc1": model.fc1, "fc2": model.fc2}
+    trained = {name: weight_view(layer).copy() for name, layer in layers.items()}
+    states: dict[str, LayerState] = {name: rule.init_state(trained[name]) for name in config.plastic_layers}
+    result = PostTrainResult(config=config)
+    model.eval()
+    evaluation = evaluate(model, test_split, config.eval_batch_size)
+    result.test_accuracy.append(evaluation.accuracy)
+    images = train_split.flat_images
+    for epoch in range(config.epochs):
+        order = epoch_order(len(train_split), config.seed, epoch)
+        bar = tqdm(
+            total=len(train_split),
+            desc=f"{config.rule} eta={config.eta:g} epoch {epoch + 1}/{config.epochs}",
+            unit="img",
+            disable=not progress,
+            leave=False,
+        )
+        for batch in iterate_batches(order, config.batch_size):
+            batch_images = images[batch]
+            with torch.no_grad():
+                output = model(batch_images)
+            fc1_activity, fc2_activity = network_activity(batch_images, output)
+            activities = {"fc1": fc1_activity, "fc2": fc2_activity}
+            for name in config.plastic_layers:
+                activity = activities[name]
+                rule.update(weight_view(layers[name]), activity.pre, activity.post, config.eta, states[name])
+            bar.update(int(batch.shape[0]))
+        bar.close()
+        evaluation = evaluate(model, test_split, config.eval_batch_size)
+        result.test_accuracy.append(evaluation.accuracy)
+        log(f"{config.rule} eta={config.eta:g}: epoch {epoch + 1}/{config.epochs} test accuracy {evaluation.accuracy:.2f}%")
+    result.drift = {
+        name: weight_drift(weight_view(layer), trained[name], rule.clip or 1.0) for name, layer in layers.items()
+    }
+    result.final_evaluation = evaluation
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def trajectory_key(rule: str, eta: float, plastic_layers: tuple[str, ...] = PLASTIC_LAYERS) -> str:
+    """The key a run's trajectory gets in post_training_accuracy.json.
+
+    The study's two keys for the default rule: gentle_lr_eta_1e-5 and strong_lr_eta_1e-4;
+    every other run: <rule>[_<layers>]_eta_<eta>."""
+    layers = "" if tuple(plastic_layers) == PLASTIC_LAYERS else "_" + "_".join(plastic_layers) + "_only"
+    if rule == "covariance" and not layers:
+        if eta == 1e-5:
+            return "gentle_lr_eta_1e-5"
+        if eta == 1e-4:
+            return "strong_lr_eta_1e-4"
+    return f"{rule}{layers}_eta_{eta:g}"
