@@ -32,6 +32,7 @@ COMMAND_MODULES: list[str] = [
     "experiments.crosscheck",
     "experiments.bench",
     "experiments.posttrain_cmd",
+    "experiments.reproduce",
 ]
 
 

@@ -71,20 +71,23 @@ def plot_confusion_matrix(matrix: np.ndarray, title: str, path: Path) -> None:
     _save(figure, path)
 
 
-def plot_weight_histograms(before: np.ndarray, after: np.ndarray, layer: str, path: Path, after_label: str) -> None:
-    """Overlaid weight histograms of one layer, before and after post-training (log count axis)."""
-    before, after = np.asarray(before).ravel(), np.asarray(after).ravel()
-    figure = Figure(figsize=(6.4, 4.2))
+def plot_weight_histograms(before: np.ndarray, afters: Mapping[str, np.ndarray], layer: str, path: Path) -> None:
+    """Overlaid weight histograms of one layer: the trained weights and each post-trained
+    version (outlines), log count axis; the legend gives each version's relative change."""
+    before = np.asarray(before).ravel()
+    figure = Figure(figsize=(7.0, 4.4))
     axes = figure.add_subplot()
     bins = np.linspace(-1.0, 1.0, 101)
-    axes.hist(before, bins=bins, alpha=0.55, label="baseline (after BPTT)", color="tab:blue")
-    axes.hist(after, bins=bins, alpha=0.55, label=after_label, color="tab:orange")
+    axes.hist(before, bins=bins, alpha=0.45, label="baseline (after BPTT)", color="tab:blue")
+    for (label, after), color in zip(afters.items(), ("tab:orange", "tab:red", "tab:green", "tab:purple")):
+        after = np.asarray(after).ravel()
+        change = np.linalg.norm(after - before) / max(np.linalg.norm(before), 1e-12)
+        axes.hist(after, bins=bins, histtype="step", linewidth=1.6, color=color, label=f"{label}: change {100 * change:.2f}%")
     axes.set_yscale("log")
     axes.set_xlabel("weight value (clipped to [-1, 1])")
     axes.set_ylabel("number of weights (log scale)")
-    change = np.linalg.norm(after - before) / max(np.linalg.norm(before), 1e-12)
-    axes.set_title(f"{layer} weights ({before.size:,}): relative change {100 * change:.2f}%")
-    axes.legend()
+    axes.set_title(f"{layer} weights ({before.size:,}) before and after post-training")
+    axes.legend(fontsize=8, title="relative change = ||W - W0|| / ||W0||", title_fontsize=7)
     axes.grid(alpha=0.3)
     _save(figure, path)
 
@@ -106,6 +109,27 @@ def plot_accuracy_trajectories(
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7, loc="best")
+    _save(figure, path)
+
+
+def plot_rule_comparison(runs: Sequence[Mapping], path: Path, baseline: float | None = None) -> None:
+    """Every rule's test-accuracy trajectory, one panel per learning rate (shared y axis)."""
+    etas = sorted({float(run["eta"]) for run in runs})
+    figure = Figure(figsize=(4.2 * len(etas), 4.4))
+    axes_list = figure.subplots(1, len(etas), sharey=True, squeeze=False)[0]
+    for axes, eta in zip(axes_list, etas):
+        for run in runs:
+            if float(run["eta"]) == eta:
+                values = run["test_accuracy"]
+                axes.plot(range(len(values)), values, marker="o", label=run["rule"])
+        if baseline is not None:
+            axes.axhline(baseline, color="grey", linestyle=":", linewidth=1)
+        axes.set_title(f"eta = {eta:g}")
+        axes.set_xlabel("post-training epoch (0 = before)")
+        axes.grid(alpha=0.3)
+    axes_list[0].set_ylabel("test accuracy (%)")
+    axes_list[-1].legend(fontsize=8, loc="lower left")
+    figure.suptitle("Which local rules keep what was learned? (measured; dotted: baseline)")
     _save(figure, path)
 
 

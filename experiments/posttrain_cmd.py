@@ -120,9 +120,11 @@ def run_study(
     out: Path,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    runs_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
     """Every (rule, eta) from the same baseline; writes the trajectories, the table and,
-    for the study's gentle run, the post-trained checkpoint."""
+    for the study's gentle run, the post-trained checkpoint (every run's, as
+    runs_dir/<key>.pt, when runs_dir is given)."""
     rows = []
     for rule in rules:
         for eta in etas:
@@ -133,6 +135,8 @@ def run_study(
             record_run(out / ACCURACY_JSON, key, result)
             if key == "gentle_lr_eta_1e-5":
                 save_model(model, out / POST_TRAINED_FILE)
+            if runs_dir is not None:
+                save_model(model, runs_dir / f"{key}.pt")
             rows.append(study_row(key, result, test_split.labels))
             atomic_write_json(out / STUDY_JSON, {"baseline": str(checkpoint), "runs": rows})
             atomic_write_text(out / STUDY_MARKDOWN, study_markdown(rows))

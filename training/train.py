@@ -232,6 +232,11 @@ def _load_resume_state(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any
         for key, value in settings[section].items()
         if key not in ignored and saved.get(section, {}).get(key) != value
     ]
+    differences += [
+        f"{key}: saved {saved.get(key)!r}, now {value!r}"
+        for key, value in settings.items()
+        if key not in ("model", "training") and saved.get(key) != value
+    ]
     if differences:
         raise CheckpointError(
             "--resume: the settings differ from the interrupted run's, so resuming would not "
