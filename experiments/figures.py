@@ -77,14 +77,16 @@ def plot_weight_histograms(before: np.ndarray, afters: Mapping[str, np.ndarray],
     before = np.asarray(before).ravel()
     figure = Figure(figsize=(7.0, 4.4))
     axes = figure.add_subplot()
-    bins = np.linspace(-1.0, 1.0, 101)
+    largest = max([float(np.abs(before).max())] + [float(np.abs(np.asarray(a)).max()) for a in afters.values()])
+    limit = min(1.0, 1.05 * largest) if largest > 0 else 1.0
+    bins = np.linspace(-limit, limit, 121)
     axes.hist(before, bins=bins, alpha=0.45, label="baseline (after BPTT)", color="tab:blue")
     for (label, after), color in zip(afters.items(), ("tab:orange", "tab:red", "tab:green", "tab:purple")):
         after = np.asarray(after).ravel()
         change = np.linalg.norm(after - before) / max(np.linalg.norm(before), 1e-12)
         axes.hist(after, bins=bins, histtype="step", linewidth=1.6, color=color, label=f"{label}: change {100 * change:.2f}%")
     axes.set_yscale("log")
-    axes.set_xlabel("weight value (clipped to [-1, 1])")
+    axes.set_xlabel("weight value (all weights lie in the clip range [-1, 1])")
     axes.set_ylabel("number of weights (log scale)")
     axes.set_title(f"{layer} weights ({before.size:,}) before and after post-training")
     axes.legend(fontsize=8, title="relative change = ||W - W0|| / ||W0||", title_fontsize=7)
