@@ -16,6 +16,7 @@ file under the final name.  Files are read with `weights_only=True`.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -58,7 +59,11 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 
 
 def atomic_torch_save(path: Path, payload: Any) -> None:
-    atomic_write(path, lambda temp: torch.save(payload, temp))
+    """torch.save via memory, so the bytes depend only on the payload (saving to a path
+    would embed the temporary file's random name in the archive)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write(path, lambda temp: temp.write_bytes(buffer.getvalue()))
 
 
 def save_model(model: SupervisedSNN, path: Path) -> None:

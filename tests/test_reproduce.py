@@ -1,0 +1,109 @@
+"""`snn-mnist reproduce --quick` end to end: every artifact, stage reuse, corruption detection."""
+
+from __future__ import annotations
+
+import csv
+import json
+import zipfile
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from experiments.cli import main
+from experiments.reproduce import FIGURES, MANIFEST, METRICS_JSON, REPORT, RUNS_DIR
+from training.checkpoint import load_model
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+STATE_DICTS = ["supervised_snn_baseline_state_dict.pt", "supervised_snn_post_trained_state_dict.pt"]
+
+
+def run_quick(out: Path, mnist_dir: Path, *extra: str) -> int:
+    return main(
+        ["reproduce", "--quick", "--out", str(out), "--data-dir", str(mnist_dir), "--threads", "1", "--no-progress", *extra]
+    )
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("reproduce") / "results"
+    assert run_quick(out, mnist_dir, "--archive") == 0
+    return out
+
+
+def stage_times(out: Path) -> dict[str, str]:
+    return {name: entry["completed_at"] for name, entry in json.loads((out / MANIFEST).read_text())["stages"].items()}
+
+
+def test_every_artifact_exists_and_parses(quick_run: Path) -> None:
+    out = quick_run
+    with open(out / "training_curves.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["epoch", "train_acc", "test_acc"] and len(rows) == 1
+    curves = json.loads((out / "training_curves.json").read_text())
+    assert set(curves) >= {"train_acc_history", "test_acc_history"}
+    accuracy = json.loads((out / "post_training_accuracy.json").read_text())
+    assert len(accuracy["gentle_lr_eta_1e-5"]) == 2 and len(accuracy["strong_lr_eta_1e-4"]) == 2
+    assert set(accuracy["weight_drift"]["gentle_lr_eta_1e-5"]) == {"fc1", "fc2"}
+    metrics = json.loads((out / METRICS_JSON).read_text())
+    for model in ("baseline", "post_trained"):
+        assert len(metrics[model]["precision"]) == len(metrics[model]["recall"]) == len(metrics[model]["f1"]) == 10
+        assert 0.0 <= metrics[model]["macro_f1"] <= 1.0
+    config = json.loads((out / "experiment_config.json").read_text())
+    assert config["training"]["epochs"] == 1 and "numba" in config["versions"]
+    study = json.loads((out / "plasticity_study.json").read_text())
+    assert {row["rule"] for row in study["runs"]} == {"covariance", "covariance_norm", "covariance_meta", "covariance_anchor"}
+    for name in STATE_DICTS + [f"{RUNS_DIR}/strong_lr_eta_1e-4.pt"]:
+        model = load_model(out / name)
+        assert model.config.hidden_size == 512
+    report = (out / REPORT).read_text()
+    assert "| final test accuracy (%) | 94.24 |" in report
+    assert f"{curves['test_acc_history'][-1]:.2f}" in report
+    for png in FIGURES.values():
+        assert f"({png})" in report, f"{png} not embedded in the report"
+
+
+@pytest.mark.parametrize("png", sorted(FIGURES.values()))
+def test_every_figure_is_a_non_blank_png(quick_run: Path, png: str) -> None:
+    path = quick_run / png
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 300
+    assert np.std(pixels[..., :3]) > 0.05, "figure is (nearly) blank"
+
+
+def test_archive_holds_the_results(quick_run: Path) -> None:
+    with zipfile.ZipFile(quick_run.parent / "results.zip") as bundle:
+        names = set(bundle.namelist())
+    assert "results/REPORT.md" in names and "results/cm_supervised_snn.png" in names
+    assert "results/training_state.pt" not in names
+
+
+def test_rerun_reuses_completed_stages(quick_run: Path, mnist_dir: Path, capsys) -> None:
+    before = stage_times(quick_run)
+    assert run_quick(quick_run, mnist_dir) == 0
+    assert "3 of 3 stages reused" in capsys.readouterr().out
+    assert stage_times(quick_run) == before
+
+
+def test_corrupt_artifact_is_detected_and_rebuilt(quick_run: Path, mnist_dir: Path, capsys) -> None:
+    model_file = quick_run / "supervised_snn_baseline_state_dict.pt"
+    original = model_file.read_bytes()
+    model_file.write_bytes(original[: len(original) // 2])  # truncated, as by a crash or a bad copy
+    assert run_quick(quick_run, mnist_dir) == 0
+    output = capsys.readouterr().out
+    assert "stage train: outputs missing, changed" in output
+    assert model_file.read_bytes() == original, "the rebuilt baseline differs: training is not deterministic"
+    load_model(model_file)
+
+    metrics = quick_run / METRICS_JSON
+    metrics.write_text("{ not json")
+    assert run_quick(quick_run, mnist_dir) == 0
+    assert "stage analysis: outputs missing, changed" in capsys.readouterr().out
+    assert json.loads(metrics.read_text())["baseline"]["macro_f1"] >= 0.0
+
+
+def test_force_rebuilds_everything(quick_run: Path, mnist_dir: Path, capsys) -> None:
+    assert run_quick(quick_run, mnist_dir, "--force") == 0
+    assert "(0 of 3 stages reused)" in capsys.readouterr().out
