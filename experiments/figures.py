@@ -127,6 +127,7 @@ def plot_rule_comparison(runs: Sequence[Mapping], path: Path, baseline: float | 
         if baseline is not None:
             axes.axhline(baseline, color="grey", linestyle=":", linewidth=1)
         axes.set_title(f"eta = {eta:g}")
+        axes.set_xticks(range(max(len(run["test_accuracy"]) for run in runs)))
         axes.set_xlabel("post-training epoch (0 = before)")
         axes.grid(alpha=0.3)
     axes_list[0].set_ylabel("test accuracy (%)")
