@@ -106,6 +106,11 @@ def plot_accuracy_trajectories(
         axes.axhline(baseline, color="grey", linestyle=":", linewidth=1, label=f"baseline {baseline:.2f}%")
     longest = max((len(values) for values in trajectories.values()), default=1)
     axes.set_xticks(range(longest))
+    # At least a 2-point window, so a 0.1-point wobble does not look like a collapse.
+    low, high = axes.get_ylim()
+    if high - low < 2.0:
+        middle = (high + low) / 2
+        axes.set_ylim(middle - 1.0, middle + 1.0)
     axes.set_xlabel("post-training epoch (0 = before plasticity)")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(title)

@@ -284,7 +284,7 @@ def stage_analysis(context: Context) -> list[str]:
     for eta, name, label in ((1e-4, "strong", "strong"), (1e-5, "gentle", "gentle")):
         figures.plot_accuracy_trajectories(
             {row["rule"]: row["test_accuracy"] for row in runs if row["eta"] == eta},
-            f"Post-training with a {label} learning rate (eta = {eta:g}): test accuracy, measured",
+            f"Post-training, {label} learning rate (eta = {eta:g})\nmeasured test accuracy of every rule",
             out / FIGURES[name],
             baseline=baseline_acc,
         )
