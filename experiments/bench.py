@@ -11,7 +11,9 @@ busy machine slows all of them alike):
 
 Our variants train with our own loop (`training.train.train_step`, fused Adam).
 A training step is forward + backward + optimiser + clip on one batch;
-inference is a forward pass without autograd over 1,000 test images.
+inference is a forward pass without autograd over 1,000 test images, in
+batches of `--inference-batch` (250 by default, what `evaluate` uses) for
+every variant alike.
 Medians over the rounds are reported, with the ratio snnTorch / variant.
 """
 
@@ -31,7 +33,7 @@ from experiments.train_cmd import load_splits, prepare_runtime
 from training.checkpoint import atomic_write_json
 from training.data import MnistSplit
 from training.model import ModelConfig, SupervisedSNN
-from training.train import TrainConfig, build_optimizer, library_versions, train_step
+from training.train import EVAL_BATCH, TrainConfig, build_optimizer, library_versions, train_step
 
 VARIANTS = ("snntorch", "torch", "numba")
 
@@ -51,6 +53,7 @@ def run_benchmark(
     batch_size: int = 128,
     num_steps: int = 25,
     variants: tuple[str, ...] = VARIANTS,
+    inference_batch: int = EVAL_BATCH,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     from experiments.snntorch_reference import build_study_model, study_loss
@@ -93,10 +96,12 @@ def run_benchmark(
     @torch.no_grad()
     def infer_once(name: str) -> None:
         model = models[name]
-        if name == "snntorch":
-            model(inference_images, num_steps)
-        else:
-            model(inference_images)
+        for start in range(0, inference_images.shape[0], inference_batch):
+            chunk = inference_images[start : start + inference_batch]
+            if name == "snntorch":
+                model(chunk, num_steps)
+            else:
+                model(chunk)
 
     log("warming up (JIT compilation, allocator)...")
     for name in variants:
@@ -120,6 +125,7 @@ def run_benchmark(
         "rounds": rounds,
         "inference_rounds": inference_rounds,
         "inference_images": int(inference_images.shape[0]),
+        "inference_batch": inference_batch,
         "versions": library_versions(),
         "variants": {},
     }
@@ -154,8 +160,8 @@ def format_results(results: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.rounds < 1 or args.inference_rounds < 1:
-        raise ValueError("--rounds and --inference-rounds must be positive integers")
+    if args.rounds < 1 or args.inference_rounds < 1 or args.inference_batch < 1:
+        raise ValueError("--rounds, --inference-rounds and --inference-batch must be positive integers")
     prepare_runtime(args)
     train_split, test_split = load_splits(args)
     assert train_split is not None
@@ -173,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         inference_rounds=args.inference_rounds,
         batch_size=args.batch_size,
         variants=variants,
+        inference_batch=args.inference_batch,
     )
     print(format_results(results))
     if args.json is not None:
@@ -192,6 +199,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--rounds", type=int, default=20, help="timed training steps per variant (default: 20)")
     parser.add_argument("--inference-rounds", type=int, default=5, help="timed inference passes per variant (default: 5)")
     parser.add_argument("--batch-size", type=int, default=128, help="training batch (default: 128)")
+    parser.add_argument("--inference-batch", type=int, default=EVAL_BATCH, help=f"images per forward pass when timing inference (default: {EVAL_BATCH})")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of snntorch,torch,numba")
     parser.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
     parser.set_defaults(handler=run)

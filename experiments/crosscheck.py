@@ -29,6 +29,7 @@ from training.checkpoint import atomic_write_json, model_from_state_dict
 from training.data import MnistSplit
 from training.model import ModelConfig, SupervisedSNN
 from training.train import (
+    EVAL_BATCH,
     TrainConfig,
     build_optimizer,
     epoch_order,
@@ -119,7 +120,7 @@ def train_our_model(model: SupervisedSNN, train_split: MnistSplit, train_config:
 
 
 @torch.no_grad()
-def study_predictions(study: Any, split: MnistSplit, num_steps: int, batch_size: int = 1000) -> torch.Tensor:
+def study_predictions(study: Any, split: MnistSplit, num_steps: int, batch_size: int = EVAL_BATCH) -> torch.Tensor:
     predictions = []
     for start in range(0, len(split), batch_size):
         output_spikes, _ = study(split.flat_images[start : start + batch_size], num_steps)

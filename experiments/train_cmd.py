@@ -14,7 +14,7 @@ from training.checkpoint import atomic_write_json, load_model
 from training.data import MnistSplit, load_mnist
 from training.model import ModelConfig
 from training.runtime import configure_threads, keep_freed_memory, resolve_device, seed_everything
-from training.train import TrainConfig, evaluate, train
+from training.train import EVAL_BATCH, TrainConfig, evaluate, train
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -178,7 +178,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_common_options(parser, out=None, seed=False)
     parser.add_argument("--steps", type=int, default=ModelConfig().num_steps, help="time steps per image (default: 25)")
     add_surrogate_options(parser)
-    parser.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size (default: 1000)")
+    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH, help=f"evaluation batch size (default: {EVAL_BATCH})")
     parser.add_argument("--json", type=Path, default=None, help="write predictions and spike counts to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_subset_options(parser)

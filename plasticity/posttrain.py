@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from plasticity.hebbian import LayerState, PlasticityRule, network_activity, weight_view
 from training.data import MnistSplit
 from training.model import SupervisedSNN
-from training.train import Evaluation, epoch_order, evaluate, iterate_batches
+from training.train import EVAL_BATCH, Evaluation, epoch_order, evaluate, iterate_batches
 
 PLASTIC_LAYERS = ("fc1", "fc2")
 
@@ -48,7 +48,7 @@ class PostTrainConfig:
     meta_strength: float = 1.0
     anchor_strength: float = 100.0
     kernel_backend: str = "numba"
-    eval_batch_size: int = 1000
+    eval_batch_size: int = EVAL_BATCH
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.eta) and self.eta >= 0):

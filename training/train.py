@@ -59,6 +59,9 @@ STATE_FILE = "training_state.pt"
 CURVES_CSV = "training_curves.csv"
 CURVES_JSON = "training_curves.json"
 CONFIG_JSON = "experiment_config.json"
+# Inference batch: at 250 images the (T, B, 512) hidden spikes (12.8 MB) stay in cache;
+# at 1,000 they do not, and a pass over the test set was 1.6x slower on 2 cores.
+EVAL_BATCH = 250
 
 
 class TrainingDivergedError(SnnMnistError):
@@ -75,7 +78,7 @@ class TrainConfig:
     alpha_reg: float = 1e-4
     weight_clip: float = 1.0
     seed: int = 0
-    eval_batch_size: int = 1000
+    eval_batch_size: int = EVAL_BATCH
 
     def __post_init__(self) -> None:
         for name, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("eval_batch_size", "--eval-batch-size")):
@@ -154,7 +157,9 @@ class Evaluation(NamedTuple):
 
 
 @torch.no_grad()
-def evaluate(model: SupervisedSNN, split: MnistSplit, batch_size: int = 1000, progress: bool = False) -> Evaluation:
+def evaluate(
+    model: SupervisedSNN, split: MnistSplit, batch_size: int = EVAL_BATCH, progress: bool = False
+) -> Evaluation:
     """Accuracy (percent), predictions and output spike counts over a whole split."""
     if batch_size < 1:
         raise ValueError(f"evaluation batch size must be a positive integer, got {batch_size}")
