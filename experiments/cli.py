@@ -31,6 +31,7 @@ COMMAND_MODULES: list[str] = [
     "experiments.train_cmd",
     "experiments.crosscheck",
     "experiments.bench",
+    "experiments.explain",
 ]
 
 
