@@ -197,6 +197,20 @@ def test_no_result_like_number_outside_a_span(page: Path) -> None:
     assert not found, "\n".join(found)
 
 
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_no_line_starts_with_a_span(page: Path) -> None:
+    """In CommonMark (and so on code-hosting sites) a line starting with `<!--` opens an HTML
+    block: it would cut the paragraph there and print the rest of the line unformatted.
+    A number span must therefore never begin a line outside a code block."""
+    inside, bad = False, []
+    for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+        if line.startswith("```"):
+            inside = not inside
+        elif not inside and re.match(r"\s*<!-- num:", line):
+            bad.append(f"{page.name}:{number}: {line[:60]}")
+    assert not bad, "join these lines to the line above:\n" + "\n".join(bad)
+
+
 def test_sweep_point_of_the_study_reproduces(mnist_dir: Path, restore_threads: None) -> None:
     """Re-train chapter 6's study setting (fast sigmoid, slope 25, one epoch, full MNIST) on the
     committed seed and thread count: its test accuracy equals the quoted one."""
