@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "experiments.bench",
     "experiments.posttrain_cmd",
     "experiments.reproduce",
+    "experiments.explain",
 ]
 
 

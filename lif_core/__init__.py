@@ -1,6 +1,7 @@
 """lif_core: leaky integrate-and-fire neurons with surrogate gradients, written from scratch.
 
-    surrogate      Heaviside forward / smooth backward: FastSigmoid, ArcTan
+    surrogate      Heaviside forward / smooth backward: FastSigmoid, ArcTan (and
+                   StraightHeaviside, the true zero gradient, for teaching)
     neuron         LIFParameters, LIFState, lif_step, and the readable torch reference
     numba_kernels  the same forward and BPTT loops as Numba CPU kernels
     sequence       lif_sequence: the whole-sequence autograd Function, both backends
@@ -10,7 +11,7 @@
 from lif_core.modules import LIF
 from lif_core.neuron import LIFParameters, LIFState, initial_state, lif_step, unrolled_sequence
 from lif_core.sequence import BACKENDS, LIFSequenceOutput, lif_sequence, resolve_backend
-from lif_core.surrogate import ArcTan, FastSigmoid, Surrogate, make_surrogate
+from lif_core.surrogate import ArcTan, FastSigmoid, StraightHeaviside, Surrogate, make_surrogate
 
 __all__ = [
     "ArcTan",
@@ -20,6 +21,7 @@ __all__ = [
     "LIFParameters",
     "LIFSequenceOutput",
     "LIFState",
+    "StraightHeaviside",
     "Surrogate",
     "initial_state",
     "lif_sequence",

@@ -31,7 +31,8 @@ from numba import prange
 
 FAST_SIGMOID = 0
 ARCTAN = 1
-SURROGATE_CODES = {"fast_sigmoid": FAST_SIGMOID, "atan": ARCTAN}
+HEAVISIDE = 2
+SURROGATE_CODES = {"fast_sigmoid": FAST_SIGMOID, "atan": ARCTAN, "heaviside": HEAVISIDE}
 
 
 @numba.njit(parallel=True, cache=True)
@@ -79,6 +80,9 @@ def _surrogate_derivative(x, code, scale, one, half_pi):
         # 1 / (slope*|x| + 1)^2
         d = scale * abs(x) + one
         return one / (d * d)
+    if code == HEAVISIDE:
+        # dH/dx = 0: the true derivative, no surrogate
+        return one - one
     # (alpha/2) / (1 + (pi/2 * alpha * x)^2)
     z = half_pi * scale * x
     return scale / (one + one) / (one + z * z)

@@ -17,7 +17,14 @@ dS/dU by the derivative of a smooth function that looks like H from afar:
         S ~ (1/pi) * arctan(pi/2 * alpha * x)
         dS/dU = (alpha/2) / (1 + (pi/2 * alpha * x)^2)           alpha = 2 by default
 
-with x = U - threshold.  Both are written exactly as snnTorch 1.0.0 writes
+with x = U - threshold.  For teaching, a third "surrogate" keeps the true
+derivative of the step:
+
+    straight Heaviside ("heaviside"):
+        dS/dU = 0                        (dH/dx, taken as 0 at x = 0 too)
+
+so a network trained with it receives exactly zero gradient and never learns
+(docs/02_true_gradient.md measures that).  The first two are written exactly as snnTorch 1.0.0 writes
 `surrogate.fast_sigmoid` and `surrogate.atan` (same operations, same order), so
 gradients agree with snnTorch to the last bit where the arithmetic allows.
 Note the arctan *derivative* carries the prefactor alpha/2 and peaks at alpha/2
@@ -39,7 +46,7 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor
 
-SurrogateName = Literal["fast_sigmoid", "atan"]
+SurrogateName = Literal["fast_sigmoid", "atan", "heaviside"]
 
 
 def heaviside(shifted_membrane: Tensor) -> Tensor:
@@ -81,6 +88,19 @@ class ArcTanSpike(torch.autograd.Function):
             ctx.alpha / 2 / (1 + (torch.pi / 2 * ctx.alpha * shifted_membrane).pow(2)) * grad_spikes
         )
         return grad_shifted, None
+
+
+class HeavisideSpike(torch.autograd.Function):
+    """Heaviside forward; its true derivative, zero, backward (no surrogate at all)."""
+
+    @staticmethod
+    def forward(ctx, shifted_membrane: Tensor) -> Tensor:  # type: ignore[override]
+        return heaviside(shifted_membrane)
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor) -> Tensor:  # type: ignore[override]
+        # dL/dx = dL/dS * dH/dx = dL/dS * 0  (zeros, not 0 * dL/dS: no NaN from an infinite dL/dS)
+        return torch.zeros_like(grad_spikes)
 
 
 def _check_positive_finite(name: str, value: float) -> None:
@@ -136,17 +156,43 @@ class ArcTan:
         return self.alpha / 2 / (1 + (torch.pi / 2 * self.alpha * shifted_membrane).pow(2))
 
 
-Surrogate = FastSigmoid | ArcTan
+@dataclass(frozen=True)
+class StraightHeaviside:
+    """No surrogate: the step's true derivative, zero almost everywhere (and taken as 0 at
+    threshold).  Gradient descent through it learns nothing; kept to show exactly that."""
 
-SURROGATE_NAMES: tuple[SurrogateName, ...] = ("fast_sigmoid", "atan")
+    name: ClassVar[SurrogateName] = "heaviside"
+
+    @property
+    def scale(self) -> float:
+        """No shape parameter; 1.0 only fills the kernels' scale argument, which is unused."""
+        return 1.0
+
+    def spike(self, shifted_membrane: Tensor) -> Tensor:
+        """S = H(U - thr) with a zero backward; takes x = U - thr."""
+        return HeavisideSpike.apply(shifted_membrane)
+
+    def derivative(self, shifted_membrane: Tensor) -> Tensor:
+        """dS/dU = dH/dx = 0 at x = U - thr."""
+        return torch.zeros_like(shifted_membrane)
+
+
+Surrogate = FastSigmoid | ArcTan | StraightHeaviside
+
+SURROGATE_NAMES: tuple[SurrogateName, ...] = ("fast_sigmoid", "atan", "heaviside")
 
 
 def make_surrogate(name: str, scale: float | None = None) -> Surrogate:
-    """Build a surrogate by name; `scale` is the slope (fast_sigmoid) or alpha (atan)."""
+    """Build a surrogate by name; `scale` is the slope (fast_sigmoid) or alpha (atan);
+    "heaviside" takes no scale."""
     if name == "fast_sigmoid":
         return FastSigmoid() if scale is None else FastSigmoid(slope=float(scale))
     if name == "atan":
         return ArcTan() if scale is None else ArcTan(alpha=float(scale))
+    if name == "heaviside":
+        if scale is not None:
+            raise ValueError(f"the heaviside surrogate has no shape parameter, got scale {scale!r}")
+        return StraightHeaviside()
     raise ValueError(
         f"unknown surrogate {name!r}: choose one of {', '.join(SURROGATE_NAMES)}"
     )

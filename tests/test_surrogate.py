@@ -8,7 +8,17 @@ import pytest
 import torch
 from snntorch import surrogate as snn_surrogate
 
-from lif_core import ArcTan, FastSigmoid, LIFParameters, initial_state, lif_step, make_surrogate
+from lif_core import (
+    ArcTan,
+    FastSigmoid,
+    LIFParameters,
+    StraightHeaviside,
+    initial_state,
+    lif_sequence,
+    lif_step,
+    make_surrogate,
+    unrolled_sequence,
+)
 from lif_core.surrogate import Surrogate
 
 SLOPES = [0.5, 1.0, 5.0, 25.0, 100.0]
@@ -139,7 +149,7 @@ def test_make_surrogate_defaults_and_scales() -> None:
     assert FastSigmoid().name == "fast_sigmoid" and ArcTan().name == "atan"
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "ATAN", "fast-sigmoid", "", "heaviside"])
+@pytest.mark.parametrize("name", ["sigmoid", "ATAN", "fast-sigmoid", "", "step"])
 def test_make_surrogate_rejects_unknown_names(name: str) -> None:
     """An unknown name is a ValueError that lists the valid names."""
     with pytest.raises(ValueError, match="fast_sigmoid, atan"):
@@ -160,3 +170,56 @@ def test_surrogates_reject_bad_scales_directly() -> None:
         FastSigmoid(slope=0.0)
     with pytest.raises(ValueError, match="alpha"):
         ArcTan(alpha=-2.0)
+
+
+# --------------------------------------------------------------------------- the true (zero) gradient
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_straight_heaviside_is_the_step_forward_and_zero_backward(dtype: torch.dtype) -> None:
+    """StraightHeaviside: the same step forward as the surrogates, dS/dU = 0 backward,
+    everywhere including at threshold, and no NaN from an infinite upstream gradient."""
+    surrogate = StraightHeaviside()
+    x = torch.tensor([-1e6, -1.0, -0.0, 0.0, 1e-7, 0.3, 1e6], dtype=dtype, requires_grad=True)
+    spikes = surrogate.spike(x)
+    assert spikes.dtype == dtype
+    assert torch.equal(spikes, FastSigmoid().spike(x.detach()))
+    upstream = torch.tensor([1.0, -2.0, 3.0, float("inf"), 5.0, -6.0, 7.0], dtype=dtype)
+    (grad,) = torch.autograd.grad(spikes, x, grad_outputs=upstream)
+    assert torch.equal(grad, torch.zeros_like(x))
+    assert torch.equal(surrogate.derivative(x.detach()), torch.zeros_like(x))
+
+
+def test_make_surrogate_heaviside_takes_no_scale() -> None:
+    """'heaviside' builds StraightHeaviside; a scale for it is an error, not silently ignored."""
+    assert make_surrogate("heaviside") == StraightHeaviside()
+    assert StraightHeaviside().name == "heaviside"
+    with pytest.raises(ValueError, match="no shape parameter"):
+        make_surrogate("heaviside", 2.0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+@pytest.mark.parametrize("constant", [True, False], ids=["constant-BN", "time-varying-TBN"])
+def test_straight_heaviside_gives_zero_gradient_through_the_lif_layer(backend: str, constant: bool) -> None:
+    """Through the whole-sequence layer (both backends) a loss on spikes or counts has exactly
+    zero gradient; a loss on membranes still gets the leak path, equal to the unrolled autograd."""
+    steps, batch, neurons = 12, 3, 5
+    generator = torch.Generator().manual_seed(8)
+    shape = (batch, neurons) if constant else (steps, batch, neurons)
+    current = torch.rand(shape, generator=generator, dtype=torch.float64) * 1.5
+    params = LIFParameters(beta=0.9, threshold=1.0, surrogate=StraightHeaviside())
+    num_steps = steps if constant else None
+    x = current.clone().requires_grad_()
+    out = lif_sequence(x, params, num_steps=num_steps, backend=backend)  # type: ignore[arg-type]
+    assert 0 < out.spikes.sum() < out.spikes.numel()
+    (grad,) = torch.autograd.grad(out.spikes.sum() + out.counts.pow(2).sum(), x)
+    assert torch.equal(grad, torch.zeros_like(x))
+    weights = torch.randn(steps, batch, neurons, generator=generator, dtype=torch.float64)
+    x = current.clone().requires_grad_()
+    out = lif_sequence(x, params, num_steps=num_steps, backend=backend)  # type: ignore[arg-type]
+    (ours,) = torch.autograd.grad((out.membranes * weights).sum() + out.spikes.sum(), x)
+    y = current.clone().requires_grad_()
+    spikes, membranes = unrolled_sequence(y, params, num_steps=num_steps)
+    (ref,) = torch.autograd.grad((membranes * weights).sum() + spikes.sum(), y)
+    assert ours.abs().max() > 0
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)

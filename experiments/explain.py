@@ -1,0 +1,712 @@
+"""`snn-mnist explain`: measure every number and draw every figure the teaching docs use.
+
+    snn-mnist explain --out explain               numbers.json and the figures, in ./explain
+    snn-mnist explain --out explain --docs docs   the same, then rewrite docs/numbers.json,
+                                                  docs/figures/*.png and the numbers in docs/*.md
+    snn-mnist explain --quick --out DIR           everything but section 6's training sweep
+
+The docs (docs/README.md) quote numbers only inside `<!-- num:KEY -->...<!-- /num -->`
+spans, and every KEY is measured here, by the library's own code, in one run
+(`experiments.docs_numbers` explains the spans, the number kinds and how tests
+compare them).  One function per doc section:
+
+    lif_section          01: the LIF update, tau from beta, subtract vs zero reset, traces
+    true_gradient_section 02: the step's true (zero) gradient learns nothing; the surrogate does
+    surrogate_section    03: fast sigmoid and arctan: peak, width, area; shapes figure
+    bptt_section         04: hand-written BPTT vs autograd, the detached reset, constant input
+    snntorch_section     05: each detail that makes two implementations disagree, vs snnTorch
+    sweep_section        06: test accuracy after one epoch over slopes and alphas
+
+Training runs use `training.train.train` (the code behind `snn-mnist train`) with
+the study's defaults apart from the surrogate, on one thread by default, so a
+seed and thread count give the same numbers on the same machine every time.
+snnTorch (a test-only dependency) is needed for section 05, as for `crosscheck`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from experiments.cli import add_common_options
+from experiments.docs_numbers import (
+    NUMBERS_FILE,
+    NumberBook,
+    environment,
+    read_numbers,
+    render_docs,
+    write_numbers,
+)
+from lif_core import (
+    LIF,
+    ArcTan,
+    FastSigmoid,
+    LIFParameters,
+    LIFState,
+    StraightHeaviside,
+    lif_sequence,
+    lif_step,
+    unrolled_sequence,
+)
+from lif_core.surrogate import Surrogate, heaviside, make_surrogate
+from training.data import MnistSplit, load_mnist
+from training.errors import SnnMnistError
+from training.model import ModelConfig, SupervisedSNN
+from training.train import TrainConfig, evaluate, spike_count_loss, train
+
+LIF_TRACE_FIGURE = "lif_trace.png"
+SURROGATE_FIGURE = "surrogate_shapes.png"
+SWEEP_FIGURE = "surrogate_sweep.png"
+QUICK_FIGURES = (LIF_TRACE_FIGURE, SURROGATE_FIGURE)
+FIGURES = (*QUICK_FIGURES, SWEEP_FIGURE)
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """What explain measures; the defaults are what the committed docs quote."""
+
+    seed: int = 0
+    trace_steps: int = 30  # section 01 traces, dt = 1 ms per step
+    constant_current: float = 0.3
+    noisy_mean: float = 0.3
+    noisy_std: float = 0.3
+    tiny_train_images: int = 6400  # section 02: 50 batches of 128
+    sweep_slopes: tuple[float, ...] = (0.5, 5.0, 25.0, 100.0, 500.0)
+    sweep_alphas: tuple[float, ...] = (0.25, 2.0, 8.0, 32.0)
+    spread_seeds: tuple[int, ...] = (1, 2)  # the default surrogate again: seed-to-seed spread
+
+
+def scale_tag(scale: float) -> str:
+    """A key-safe name for a shape parameter: 25.0 -> '25', 0.5 -> '0p5'."""
+    return format(scale, "g").replace(".", "p")
+
+
+def sweep_key(surrogate: str, scale: float | None, seed: int | None = None) -> str:
+    """numbers.json key of one sweep run's test accuracy."""
+    key = "sweep_" + surrogate + ("" if scale is None else "_" + scale_tag(scale))
+    return key + ("" if seed is None else f"_seed{seed}") + "_acc"
+
+
+# --------------------------------------------------------------------------- 01 the LIF neuron
+
+
+def zero_reset_sequence(current: Tensor, beta: float, threshold: float) -> tuple[Tensor, Tensor]:
+    """Reset to zero, as snnTorch's `Leaky(reset_mechanism="zero")` (lif_core implements only
+    subtraction).  current (T, B, N); returns (spikes, membranes), each (T, B, N)."""
+    membrane = torch.zeros_like(current[0])  # U_{-1} = 0
+    spikes, membranes = [], []
+    for current_t in current:
+        # reset_t = H(U_{t-1} - thr), from the previous membrane as with subtraction
+        reset = heaviside(membrane - threshold)
+        # U_t = beta * (1 - reset_t) * U_{t-1} + I_t        (the old membrane is zeroed, then decays)
+        membrane = beta * ((1 - reset) * membrane) + current_t
+        # S_t = H(U_t - thr)
+        spikes.append(heaviside(membrane - threshold))
+        membranes.append(membrane)
+    return torch.stack(spikes), torch.stack(membranes)
+
+
+def spike_times(spikes: Tensor) -> list[int]:
+    """Steps at which a single neuron's (T, 1, 1) spike train is 1."""
+    return spikes.flatten().nonzero().flatten().tolist()
+
+
+def lif_section(book: NumberBook, config: ExplainConfig, figures_dir: Path) -> None:
+    params = LIFParameters()  # the study's neuron: beta 0.9, threshold 1
+    beta, threshold = params.beta, params.threshold
+    book.add("lif_beta", beta, "g")
+    # beta = exp(-dt / tau)  =>  tau = -dt / ln(beta), dt = 1 ms
+    book.add("lif_tau_ms", -1.0 / math.log(beta), ".2f")
+    steps = config.trace_steps
+    constant = torch.full((steps, 1, 1), config.constant_current)
+    generator = torch.Generator().manual_seed(config.seed)
+    noisy = config.noisy_mean + config.noisy_std * torch.randn(steps, 1, 1, generator=generator)
+    traces = {}
+    for name, current in (("constant", constant), ("noisy", noisy)):
+        subtract = lif_sequence(current, params, backend="torch")
+        zero_spikes, zero_membranes = zero_reset_sequence(current, beta, threshold)
+        traces[name] = (current, subtract.membranes, subtract.spikes, zero_membranes, zero_spikes)
+        book.add(f"lif_{name}_subtract_count", int(subtract.spikes.sum()), "d")
+        book.add(f"lif_{name}_zero_count", int(zero_spikes.sum()), "d")
+    book.add("lif_steps", steps, "d")
+    book.add("lif_constant_current", config.constant_current, "g")
+    book.add("lif_noisy_mean", config.noisy_mean, "g")
+    book.add("lif_noisy_std", config.noisy_std, "g")
+    _, membranes, spikes, zero_membranes, zero_spikes = traces["constant"]
+    book.add("lif_constant_membranes", membranes.flatten()[:5].tolist(), ".5g")
+    book.add("lif_constant_spike_times", spike_times(spikes), "d")
+    book.add("lif_constant_zero_spike_times", spike_times(zero_spikes), "d")
+    book.add("lif_first_spike", spike_times(spikes)[0], "d")
+    after_spike = spike_times(spikes)[0] + 1
+    book.add("lif_after_spike_subtract", float(membranes.flatten()[after_spike]), ".5g")
+    book.add("lif_after_spike_zero", float(zero_membranes.flatten()[after_spike]), ".5g")
+    # Without spikes U_t = I (1 - beta^(t+1)) / (1 - beta) -> I / (1 - beta): a constant
+    # current fires only if I / (1 - beta) > thr, i.e. I > (1 - beta) thr (the rheobase).
+    rheobase = (1 - beta) * threshold
+    book.add("lif_rheobase", rheobase, ".3g")
+    long = 1000
+    below = lif_sequence(torch.full((1, 1), 0.99 * rheobase), params, num_steps=long, backend="torch")
+    above = lif_sequence(torch.full((1, 1), 1.01 * rheobase), params, num_steps=long, backend="torch")
+    book.add("lif_rheobase_steps", long, "d")
+    book.add("lif_below_rheobase_count", int(below.counts.sum()), "d")
+    book.add("lif_above_rheobase_count", int(above.counts.sum()), "d")
+    book.add("lif_above_rheobase_first", spike_times(above.spikes)[0], "d")
+    from experiments.explain_figures import plot_lif_traces  # matplotlib: only when drawing
+
+    plot_lif_traces(
+        {name: tuple(t.flatten().numpy() for t in trace) for name, trace in traces.items()},
+        threshold,
+        beta,
+        figures_dir / LIF_TRACE_FIGURE,
+    )
+
+
+# --------------------------------------------------------------------------- 02 the true gradient
+
+Log = Callable[[str], None]
+
+
+def quiet(_: str) -> None:
+    """A log function that logs nothing (train() reports every epoch otherwise)."""
+
+
+def train_once(
+    train_split: MnistSplit, test_split: MnistSplit, surrogate: str, scale: float | None, seed: int
+) -> tuple[SupervisedSNN, float]:
+    """One epoch of the study's training with the given surrogate; (model, test accuracy %).
+    Artifacts go to a temporary folder: only the accuracy is kept."""
+    with tempfile.TemporaryDirectory(prefix="snn-explain-") as folder:
+        model, history = train(
+            train_split,
+            test_split,
+            ModelConfig(surrogate=surrogate, surrogate_scale=scale),
+            TrainConfig(epochs=1, seed=seed),
+            Path(folder),
+            progress=False,
+            log=quiet,
+        )
+    return model, history.test_acc_history[-1]
+
+
+def initial_model(surrogate: str, seed: int) -> SupervisedSNN:
+    """The untrained network exactly as `train` builds it for this seed."""
+    torch.manual_seed(seed)
+    return SupervisedSNN(ModelConfig(surrogate=surrogate))
+
+
+def true_gradient_section(
+    book: NumberBook, config: ExplainConfig, train_split: MnistSplit, test_split: MnistSplit
+) -> None:
+    seed = config.seed
+    batch = train_split.subset(128)
+    totals = {}
+    for surrogate in ("heaviside", "fast_sigmoid"):
+        model = initial_model(surrogate, seed)
+        output = model(batch.flat_images)
+        loss = spike_count_loss(output.output_counts, output.hidden_counts, batch.labels, TrainConfig().alpha_reg)
+        loss.total.backward()
+        # sum over every weight and bias of |dL/dparameter|
+        totals[surrogate] = sum(float(p.grad.abs().sum()) for p in model.parameters())  # type: ignore[union-attr]
+        book.add(f"zero_grad_initial_loss_{surrogate}", float(loss.total.detach()), ".4f", "float")
+    book.add("zero_grad_grad_sum_heaviside", totals["heaviside"], "g")
+    book.add("zero_grad_grad_sum_fast_sigmoid", totals["fast_sigmoid"], ".3g", "float")
+
+    untrained = initial_model("fast_sigmoid", seed).eval()
+    before = evaluate(untrained, test_split)
+    silent = (before.output_counts.sum(dim=1) == 0).double().mean().item()
+    book.add("zero_grad_initial_acc", before.accuracy, ".2f", "accuracy")
+    book.add("zero_grad_initial_silent_pct", 100 * silent, ".2f", "accuracy")
+    book.add("zero_grad_digit0_pct", 100 * (test_split.labels == 0).double().mean().item(), ".2f")
+    book.add("zero_grad_test_images", len(test_split), ",d")
+    book.add("tiny_train_images", config.tiny_train_images, "d")
+    book.add("tiny_batches", config.tiny_train_images // TrainConfig().batch_size, "d")
+    tiny = train_split.subset(config.tiny_train_images)
+    for surrogate in ("heaviside", "fast_sigmoid"):
+        model, accuracy = train_once(tiny, test_split, surrogate, None, seed)
+        book.add(f"tiny_{surrogate}_acc", accuracy, ".2f", "accuracy")
+        start = initial_model(surrogate, seed)
+        with torch.no_grad():
+            moved = max(
+                float((a - b).abs().max()) for a, b in zip(model.parameters(), start.parameters(), strict=True)
+            )
+        book.add(f"tiny_{surrogate}_max_weight_change", moved, ".3g", "training" if moved else "exact")
+
+
+# --------------------------------------------------------------------------- 03 surrogates
+
+
+def derivative_peak(surrogate: Surrogate) -> float:
+    """dS/dU at U = thr, through the autograd Function's backward (float64)."""
+    x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(surrogate.spike(x).sum(), x)
+    return float(grad)
+
+
+def half_width(surrogate: Surrogate) -> float:
+    """Half width at half maximum of dS/dU: the x > 0 with derivative(x) = peak / 2 (bisection)."""
+    peak = float(surrogate.derivative(torch.zeros(1, dtype=torch.float64)))
+
+    def above_half(x: float) -> bool:
+        return float(surrogate.derivative(torch.tensor([x], dtype=torch.float64))) > peak / 2
+
+    low, high = 0.0, 1e-6
+    while above_half(high):
+        high *= 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if above_half(middle) else (low, middle)
+    return (low + high) / 2
+
+
+def derivative_area(surrogate: Surrogate, width: float, points: int = 200_001) -> float:
+    """Integral of dS/dU over the whole real line (midpoint rule after x = width * tan(theta),
+    which maps the real line onto (-pi/2, pi/2) and resolves the narrow peak and the tails)."""
+    theta = (torch.arange(points, dtype=torch.float64) + 0.5) * (math.pi / points) - math.pi / 2
+    x = width * torch.tan(theta)
+    # dx = width * sec(theta)^2 dtheta
+    return float((surrogate.derivative(x) * width / torch.cos(theta) ** 2).sum() * (math.pi / points))
+
+
+def surrogate_section(book: NumberBook, config: ExplainConfig, figures_dir: Path) -> None:
+    families: list[tuple[str, tuple[float, ...]]] = [
+        ("fast_sigmoid", config.sweep_slopes),
+        ("atan", config.sweep_alphas),
+    ]
+    book.add("sweep_slopes", list(config.sweep_slopes), "g")
+    book.add("sweep_alphas", list(config.sweep_alphas), "g")
+    for name, scales in families:
+        for scale in scales:
+            surrogate = make_surrogate(name, scale)
+            tag = f"shape_{name}_{scale_tag(scale)}"
+            width = half_width(surrogate)
+            book.add(f"{tag}_peak", derivative_peak(surrogate), ".4g")
+            book.add(f"{tag}_hwhm", width, ".3g")
+            book.add(f"{tag}_area", derivative_area(surrogate, width), ".3g")
+    book.add("shape_heaviside_peak", derivative_peak(StraightHeaviside()), "g")
+    from experiments.explain_figures import plot_surrogate_shapes
+
+    plot_surrogate_shapes(config.sweep_slopes, config.sweep_alphas, figures_dir / SURROGATE_FIGURE)
+
+
+# --------------------------------------------------------------------------- 04 BPTT by hand
+
+
+def attached_reset_sequence(current: Tensor, params: LIFParameters) -> tuple[Tensor, Tensor]:
+    """The LIF loop with the reset *not* detached: reset_t = S_{t-1} through the surrogate,
+    so autograd also follows U_{t-1} -> reset_t -> U_t.  Same forward as `unrolled_sequence`."""
+    threshold = params.threshold
+    membrane = torch.zeros_like(current[0])
+    spikes, membranes = [], []
+    for current_t in current:
+        # reset_t = H(U_{t-1} - thr), differentiable through the surrogate this time
+        reset = params.surrogate.spike(membrane - threshold)
+        membrane = params.clamped_beta * membrane + current_t - reset * threshold
+        spikes.append(params.surrogate.spike(membrane - threshold))
+        membranes.append(membrane)
+    return torch.stack(spikes), torch.stack(membranes)
+
+
+def _bptt_loss(spikes: Tensor, membranes: Tensor, counts: Tensor, weights: dict[str, Tensor]) -> Tensor:
+    """A loss through every output: spikes, membranes and CE on counts."""
+    return (
+        (spikes * weights["spikes"]).sum()
+        + (membranes * weights["membranes"]).sum()
+        + F.cross_entropy(counts, weights["labels"])
+    )
+
+
+def bptt_section(book: NumberBook, config: ExplainConfig) -> None:
+    steps, batch, neurons = 25, 4, 16
+    book.add("bptt_shape", [steps, batch, neurons], "d")
+    generator = torch.Generator().manual_seed(config.seed + 4)
+    current = torch.rand(steps, batch, neurons, generator=generator, dtype=torch.float64) * 0.6
+    weights = {
+        "spikes": torch.randn(steps, batch, neurons, generator=generator, dtype=torch.float64),
+        "membranes": torch.randn(steps, batch, neurons, generator=generator, dtype=torch.float64),
+        "labels": torch.randint(0, neurons, (batch,), generator=generator),
+    }
+    params = LIFParameters(beta=0.9, threshold=1.0, surrogate=FastSigmoid())
+
+    reference_input = current.clone().requires_grad_()
+    spikes, membranes = unrolled_sequence(reference_input, params)
+    book.add("bptt_spike_fraction_pct", 100 * float(spikes.detach().mean()), ".1f")
+    (reference,) = torch.autograd.grad(
+        _bptt_loss(spikes, membranes, spikes.sum(dim=0), weights), reference_input
+    )
+    book.add("bptt_max_abs_grad", float(reference.abs().max()), ".3g")
+    for backend in ("torch", "numba"):
+        ours_input = current.clone().requires_grad_()
+        out = lif_sequence(ours_input, params, backend=backend)  # type: ignore[arg-type]
+        (ours,) = torch.autograd.grad(_bptt_loss(out.spikes, out.membranes, out.counts, weights), ours_input)
+        book.add(f"bptt_diff_{backend}", float((ours - reference).abs().max()), ".1e", "roundoff")
+
+    attached_input = current.clone().requires_grad_()
+    attached_spikes, attached_membranes = attached_reset_sequence(attached_input, params)
+    assert torch.equal(attached_spikes, spikes)  # same forward; only the backward differs
+    (attached,) = torch.autograd.grad(
+        _bptt_loss(attached_spikes, attached_membranes, attached_spikes.sum(dim=0), weights), attached_input
+    )
+    book.add("bptt_attached_rel_diff", float((attached - reference).norm() / reference.norm()), ".3g", "float")
+    sign_flips = ((attached * reference) < 0).double().mean().item()
+    book.add("bptt_attached_sign_flip_pct", 100 * sign_flips, ".1f", "float")
+
+    # One step from U_{t-1} = thr exactly (no spike: H(0) = 0), zero input:
+    # dU_t/dU_{t-1} = beta (detached)  or  beta - thr * surrogate'(0) (attached)
+    tall = LIFParameters(beta=0.9, threshold=1.0, surrogate=ArcTan(alpha=8.0))
+    for name, sequence, factor_params in (
+        ("detached", unrolled_sequence, params),
+        ("attached", attached_reset_sequence, params),
+        ("attached_atan8", attached_reset_sequence, tall),
+    ):
+        previous = torch.full((1, 1, 1), params.threshold, dtype=torch.float64, requires_grad=True)
+        current_2 = torch.cat([previous, torch.zeros_like(previous)])  # U_0 = I_0 = thr, then I_1 = 0
+        _, membranes_2 = sequence(current_2, factor_params)
+        (factor,) = torch.autograd.grad(membranes_2[1].sum(), previous)
+        book.add(f"bptt_factor_{name}", float(factor), ".3g")
+
+    # Constant input: one (B, N) tensor used at every step versus T separate copies.
+    constant = torch.rand(batch, neurons, generator=generator, dtype=torch.float64) * 0.6
+    shared = constant.clone().requires_grad_()
+    out = lif_sequence(shared, params, num_steps=steps, backend="numba")
+    (grad_shared,) = torch.autograd.grad(_bptt_loss(out.spikes, out.membranes, out.counts, weights), shared)
+    copies = constant.expand(steps, batch, neurons).clone().requires_grad_()
+    out_copies = lif_sequence(copies, params, backend="numba")
+    assert torch.equal(out.spikes, out_copies.spikes) and torch.equal(out.membranes, out_copies.membranes)
+    (grad_copies,) = torch.autograd.grad(
+        _bptt_loss(out_copies.spikes, out_copies.membranes, out_copies.counts, weights), copies
+    )
+    book.add("bptt_constant_diff", float((grad_shared - grad_copies.sum(dim=0)).abs().max()), ".1e", "roundoff")
+    book.add("bptt_constant_max_abs_grad", float(grad_shared.abs().max()), ".3g")
+
+
+# --------------------------------------------------------------------------- 05 snnTorch
+
+
+def run_snn_layer(layer: torch.nn.Module, current: Tensor) -> tuple[Tensor, Tensor]:
+    """Run an snn.Leaky over (T, B, N) from `init_leaky()`, as the study's loop does."""
+    mem = layer.init_leaky()  # type: ignore[operator]
+    spikes, membranes = [], []
+    for current_t in current:
+        spk, mem = layer(current_t, mem)
+        spikes.append(spk)
+        membranes.append(mem)
+    return torch.stack(spikes), torch.stack(membranes)
+
+
+def snntorch_section(book: NumberBook, config: ExplainConfig) -> None:
+    # snnTorch is a test-only dependency: import it here, with the study's reference helpers,
+    # so that `snn-mnist --help` works without it and this says how to install it.
+    import experiments.snntorch_reference  # noqa: F401 - without snnTorch: the install hint
+    import snntorch as snn
+    import snntorch.functional as SF
+    from snntorch import surrogate as snn_surrogate
+
+    beta, threshold = 0.9, 1.0
+    params = LIFParameters(beta, threshold)
+
+    # reset_delay: the returned membrane is U_t before its own spike's reset.
+    current = torch.full((25, 1, 1), config.constant_current)
+    ours = lif_sequence(current, params, backend="torch")
+    delayed_spikes, delayed = run_snn_layer(snn.Leaky(beta=beta), current)
+    undelayed_spikes, undelayed = run_snn_layer(snn.Leaky(beta=beta, reset_delay=False), current)
+    book.add("snn_delay_max_diff", float((ours.membranes - delayed).abs().max()), "g")
+    book.add("snn_delay_spike_times", spike_times(delayed_spikes), "d")
+    book.add("snn_no_delay_spike_times", spike_times(undelayed_spikes), "d")
+    book.add("snn_ours_max_membrane", float(ours.membranes.max()), ".5g")
+    book.add("snn_no_delay_max_membrane", float(undelayed.max()), ".5g")
+
+    # The reset comes from the membrane handed in, U_{t-1}, whatever produced it.
+    start = torch.full((1, 1), 1.5)
+    _, snn_first = snn.Leaky(beta=beta)(torch.full((1, 1), config.constant_current), start.clone())
+    _, our_state = lif_step(torch.full((1, 1), config.constant_current), LIFState(start.clone()), params)
+    book.add("snn_prev_start", 1.5, "g")
+    book.add("snn_prev_u0", float(snn_first), ".4g")
+    book.add("ours_prev_u0", float(our_state.membrane), ".4g")
+    at_threshold = torch.full((3, 1, 1), threshold)
+    at_spikes, at_membranes = run_snn_layer(snn.Leaky(beta=beta), at_threshold)
+    ours_at = lif_sequence(at_threshold, params, backend="torch")
+    book.add("snn_at_thr_membranes", at_membranes.flatten().tolist(), ".4g")
+    book.add("snn_at_thr_spikes", [int(s) for s in at_spikes.flatten().tolist()], "d")
+    book.add("ours_at_thr_membranes", ours_at.membranes.flatten().tolist(), ".4g")
+
+    # beta outside [0, 1] is clamped.
+    big_beta, small_current, steps = 1.5, 0.05, 10
+    ramp = torch.full((steps, 1, 1), small_current)
+    _, snn_ramp = run_snn_layer(snn.Leaky(beta=big_beta), ramp)
+    ours_ramp = lif_sequence(ramp, LIFParameters(big_beta, threshold), backend="torch")
+    unclamped = 0.0
+    for _ in range(steps):
+        # U_t = beta * U_{t-1} + I  (no spike happens on this input either way)
+        unclamped = big_beta * unclamped + small_current
+    book.add("snn_clamp_beta", big_beta, "g")
+    book.add("snn_clamp_steps", steps, "d")
+    book.add("snn_clamp_current", small_current, "g")
+    book.add("snn_clamp_snn_last", float(snn_ramp[-1]), ".4g")
+    book.add("snn_clamp_ours_last", float(ours_ramp.membranes[-1]), ".4g")
+    book.add("snn_clamp_unclamped_last", unclamped, ".4g")
+
+    # arctan's default alpha, and the prefactor alpha/2 its backward really applies.
+    x = torch.zeros(1, requires_grad=True)
+    (atan_peak,) = torch.autograd.grad(snn_surrogate.atan()(x).sum(), x)
+    book.add("snn_atan_default_peak", float(atan_peak), ".4g")
+    # snnTorch's docstring: dS/dU = (1/pi) / (1 + (pi U alpha/2)^2), peak 1/pi
+    book.add("snn_atan_docstring_peak", 1 / math.pi, ".4f")
+    book.add("snn_atan_peak_ratio", float(atan_peak) * math.pi, ".4f")
+    probe = torch.full((1,), 0.1, requires_grad=True)
+    (fast_grad,) = torch.autograd.grad(snn_surrogate.fast_sigmoid()(probe).sum(), probe)
+    # 1 / (slope * 0.1 + 1)^2 = g  =>  slope = (g^(-1/2) - 1) / 0.1
+    book.add("snn_fast_sigmoid_default_slope", (float(fast_grad) ** -0.5 - 1) / 0.1, ".4g", "float")
+    generator = torch.Generator().manual_seed(config.seed + 5)
+    probe = torch.randn(4096, generator=generator) * 0.5
+    for surrogate, theirs_fn in ((FastSigmoid(), snn_surrogate.fast_sigmoid()), (ArcTan(), snn_surrogate.atan())):
+        a = probe.clone().requires_grad_()
+        b = probe.clone().requires_grad_()
+        (ga,) = torch.autograd.grad(surrogate.spike(a).sum(), a)
+        (gb,) = torch.autograd.grad(theirs_fn(b).sum(), b)
+        book.add(f"snn_surrogate_{surrogate.name}_max_diff", float((ga - gb).abs().max()), "g")
+
+    # snn.Leaky's default surrogate is arctan (alpha 2), not fast sigmoid.
+    layer_current = torch.randn(25, 8, 16, generator=generator) * 0.8 + 0.4
+
+    def leaky_grad(spike_grad: object) -> Tensor:
+        inputs = layer_current.clone().requires_grad_()
+        spikes, _ = run_snn_layer(snn.Leaky(beta=beta, spike_grad=spike_grad), inputs)
+        return torch.autograd.grad(spikes.sum(), inputs)[0]
+
+    default_grad = leaky_grad(None)
+    atan_grad = leaky_grad(snn_surrogate.atan(alpha=2.0))
+    fast_grad_layer = leaky_grad(snn_surrogate.fast_sigmoid(slope=25))
+    book.add("snn_default_vs_atan_max_diff", float((default_grad - atan_grad).abs().max()), "g")
+    book.add(
+        "snn_default_vs_fast_rel_diff",
+        float((default_grad - fast_grad_layer).norm() / default_grad.norm()),
+        ".3g",
+        "float",
+    )
+
+    # init_leaky() returns an empty tensor; any membrane whose shape differs from the input's
+    # is silently replaced by zeros; without `mem`, the layer reuses its stored membrane.
+    book.add("snn_init_leaky_numel", snn.Leaky(beta=beta).init_leaky().numel(), "d")
+    batch_current = torch.full((4, 3), 0.2)
+    row_membrane = torch.full((1, 3), 0.5)
+    _, mismatched = snn.Leaky(beta=beta)(batch_current, row_membrane)
+    _, broadcast = lif_step(batch_current, LIFState(row_membrane), params)
+    book.add("snn_mismatch_start", 0.5, "g")
+    book.add("snn_mismatch_current", 0.2, "g")
+    book.add("snn_mismatch_u0", float(mismatched[0, 0]), ".4g")
+    book.add("ours_broadcast_u0", float(broadcast.membrane[0, 0]), ".4g")
+    carry_layer = snn.Leaky(beta=beta)
+    carry_layer.init_leaky()
+    for _ in range(25):
+        carry_layer(batch_current)  # no mem passed: the layer keeps its own
+    _, next_batch_first = carry_layer(batch_current)
+    book.add("snn_carry_u0", float(next_batch_first[0, 0]), ".4g")
+    book.add("snn_fresh_u0", float(snn.Leaky(beta=beta)(batch_current)[1][0, 0]), ".4g")
+
+    # surrogate_disable=True: no surrogate and no zero gradient either; spikes leave the graph.
+    disabled = snn.Leaky(beta=beta, surrogate_disable=True)
+    graph_input = torch.rand(4, 3, requires_grad=True)
+    disabled_spikes, _ = disabled(graph_input * 2, disabled.init_leaky())
+    book.add("snn_disabled_requires_grad", str(disabled_spikes.requires_grad), "")
+
+    # beta is a float32 buffer in snnTorch (and in our LIF module): in float64 it decays by
+    # float32(0.9), while LIFParameters(0.9) decays by 0.9 exactly.
+    double_current = torch.rand(30, 2, 3, generator=generator, dtype=torch.float64) * 0.5
+    _, snn_double = run_snn_layer(snn.Leaky(beta=beta), double_current)
+    functional = lif_sequence(double_current, params, backend="torch")
+    module = LIF(beta=beta, threshold=threshold, backend="torch")(double_current)
+    book.add("snn_beta_buffer", float(snn.Leaky(beta=beta).beta), ".10g")
+    book.add("snn_float64_functional_diff", float((functional.membranes - snn_double).abs().max()), ".2g", "float")
+    book.add("snn_float64_module_diff", float((module.membranes - snn_double).abs().max()), "g")
+
+    # Spike-count cross-entropy (the study, ours) vs snnTorch's per-step rate loss.
+    steps, batch = 25, 64
+    output_spikes = (torch.rand(steps, batch, 10, generator=generator) < 0.3).float()
+    labels = torch.randint(0, 10, (batch,), generator=generator)
+    ours_ce = spike_count_loss(output_spikes.sum(dim=0), torch.zeros(batch, 1), labels, 0.0).cross_entropy
+    count_ce = SF.ce_count_loss()(output_spikes, labels)
+    rate_ce = SF.ce_rate_loss()(output_spikes, labels)
+    book.add("loss_count_vs_ours_diff", float((ours_ce - count_ce).abs()), "g")
+    book.add("loss_random_count", float(ours_ce), ".4f", "float")
+    book.add("loss_random_rate", float(rate_ce.squeeze()), ".4f", "float")
+    # float64, so that the count loss's tiny value is not rounded to 0 as float32 would
+    perfect = torch.zeros(steps, 1, 10, dtype=torch.float64)
+    perfect[:, 0, 3] = 1.0  # the right class fires at every step, the others never
+    target = torch.tensor([3])
+    for name, loss_fn in (
+        ("count", lambda s: spike_count_loss(s.sum(dim=0), torch.zeros(1, 1), target, 0.0).cross_entropy),
+        ("rate", lambda s: SF.ce_rate_loss()(s, target).squeeze()),
+    ):
+        spikes_in = perfect.clone().requires_grad_()
+        value = loss_fn(spikes_in)
+        (grad,) = torch.autograd.grad(value, spikes_in)
+        book.add(f"loss_perfect_{name}", float(value.detach()), ".3g", "float")
+        # total push on the right class's spikes, summed over the T steps
+        book.add(f"loss_perfect_{name}_grad", float(grad[:, 0, 3].sum()), ".3g", "float")
+
+
+# --------------------------------------------------------------------------- 06 sweep
+
+
+def sweep_runs(config: ExplainConfig) -> list[tuple[str, str, float | None, int]]:
+    """(key, surrogate, scale, seed) of every one-epoch run of section 06."""
+    runs = [(sweep_key("heaviside", None), "heaviside", None, config.seed)]
+    runs += [(sweep_key("fast_sigmoid", s), "fast_sigmoid", s, config.seed) for s in config.sweep_slopes]
+    runs += [(sweep_key("atan", a), "atan", a, config.seed) for a in config.sweep_alphas]
+    runs += [(sweep_key("fast_sigmoid", 25.0, seed), "fast_sigmoid", 25.0, seed) for seed in config.spread_seeds]
+    return runs
+
+
+def sweep_section(
+    book: NumberBook,
+    config: ExplainConfig,
+    train_split: MnistSplit,
+    test_split: MnistSplit,
+    figures_dir: Path,
+    log: Log,
+) -> None:
+    accuracies: dict[str, float] = {}
+    for key, surrogate, scale, seed in sweep_runs(config):
+        started = time.perf_counter()
+        _, accuracy = train_once(train_split, test_split, surrogate, scale, seed)
+        accuracies[key] = accuracy
+        book.add(key, accuracy, ".2f", "accuracy")
+        log(f"  {key}: {accuracy:.2f}% ({time.perf_counter() - started:.0f} s)")
+    default_runs = [accuracies[sweep_key("fast_sigmoid", 25.0)]] + [
+        accuracies[sweep_key("fast_sigmoid", 25.0, seed)] for seed in config.spread_seeds
+    ]
+    # The wide surrogates: every fast-sigmoid slope up to the study's 25, every alpha up to 8.
+    wide = [accuracies[sweep_key("fast_sigmoid", s)] for s in config.sweep_slopes if s <= 25.0]
+    wide += [accuracies[sweep_key("atan", a)] for a in config.sweep_alphas if a <= 8.0]
+    book.add("sweep_wide_count", len(wide), "d")
+    book.add("sweep_wide_range_points", max(wide) - min(wide), ".2f", "accuracy")
+    book.add("sweep_spread_seeds", [config.seed, *config.spread_seeds], "d")
+    book.add("sweep_spread_points", max(default_runs) - min(default_runs), ".2f", "accuracy")
+    book.add("sweep_seed", config.seed, "d")
+    book.add("sweep_run_count", len(accuracies), "d")
+    book.add("sweep_train_images", len(train_split), ",d")
+    book.add("sweep_test_images", len(test_split), ",d")
+    from experiments.explain_figures import plot_surrogate_sweep
+
+    plot_surrogate_sweep(
+        {s: accuracies[sweep_key("fast_sigmoid", s)] for s in config.sweep_slopes},
+        {a: accuracies[sweep_key("atan", a)] for a in config.sweep_alphas},
+        {("fast_sigmoid", s): half_width(FastSigmoid(s)) for s in config.sweep_slopes}
+        | {("atan", a): half_width(ArcTan(a)) for a in config.sweep_alphas},
+        accuracies[sweep_key("heaviside", None)],
+        default_runs,
+        figures_dir / SWEEP_FIGURE,
+    )
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def explain(
+    config: ExplainConfig,
+    out_dir: Path,
+    train_split: MnistSplit,
+    test_split: MnistSplit,
+    threads: int,
+    quick: bool = False,
+    log: Log = print,
+) -> NumberBook:
+    """Measure everything, write out_dir/numbers.json and out_dir/figures/*.png."""
+    out_dir = Path(out_dir)
+    figures_dir = out_dir / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    book = NumberBook()
+    sections: list[tuple[str, Callable[[], None]]] = [
+        ("01 LIF neuron", lambda: lif_section(book, config, figures_dir)),
+        ("02 true gradient", lambda: true_gradient_section(book, config, train_split, test_split)),
+        ("03 surrogates", lambda: surrogate_section(book, config, figures_dir)),
+        ("04 BPTT", lambda: bptt_section(book, config)),
+        ("05 snnTorch", lambda: snntorch_section(book, config)),
+    ]
+    if not quick:
+        sections.append(
+            ("06 sweep", lambda: sweep_section(book, config, train_split, test_split, figures_dir, log))
+        )
+    for name, run in sections:
+        started = time.perf_counter()
+        log(f"{name} ...")
+        run()
+        log(f"{name}: done in {time.perf_counter() - started:.1f} s")
+    meta = {**environment(threads, config.seed), "quick": quick, "config": asdict(config)}
+    for key in ("seed", "threads"):
+        book.add(f"env_{key}", meta[key], "d", "environment")
+    book.add("env_cpu", meta["cpu_capability"], "", "environment")
+    for name, version in meta["versions"].items():
+        book.add(f"env_{name}", version, "", "environment")
+    meta["config"]["train_images"] = len(train_split)
+    meta["config"]["test_images"] = len(test_split)
+    write_numbers(out_dir / NUMBERS_FILE, book, meta)
+    return book
+
+
+def publish(out_dir: Path, docs_dir: Path) -> list[Path]:
+    """Copy numbers.json and the figures into docs_dir and re-render docs_dir/*.md."""
+    out_dir, docs_dir = Path(out_dir), Path(docs_dir)
+    if not docs_dir.is_dir():
+        raise SnnMnistError(f"--docs {docs_dir} is not a folder; point it at the repository's docs/")
+    (docs_dir / "figures").mkdir(exist_ok=True)
+    for name in FIGURES:
+        shutil.copyfile(out_dir / "figures" / name, docs_dir / "figures" / name)
+    shutil.copyfile(out_dir / NUMBERS_FILE, docs_dir / NUMBERS_FILE)
+    return render_docs(docs_dir, read_numbers(docs_dir / NUMBERS_FILE)["formatted"])
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from experiments.train_cmd import prepare_runtime
+
+    if args.quick and args.docs is not None:
+        raise SnnMnistError(
+            "--docs needs every number, including section 6's sweep; drop --quick to rewrite the docs"
+        )
+    prepare_runtime(args)
+    train_split = load_mnist("train", args.data_dir, download=args.download)
+    test_split = load_mnist("test", args.data_dir, download=args.download)
+    config = ExplainConfig(seed=args.seed)
+    started = time.perf_counter()
+    book = explain(config, args.out, train_split, test_split, args.threads, quick=args.quick)
+    print(f"{len(book.values)} numbers and the figures in {args.out} ({time.perf_counter() - started:.0f} s)")
+    if args.docs is not None:
+        changed = publish(args.out, args.docs)
+        names = ", ".join(path.name for path in changed) or "none"
+        print(f"docs in {args.docs}: numbers.json and figures written; Markdown files changed: {names}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="measure every number and figure of the surrogate-gradient guide in docs/",
+        description=(
+            "Compute every number the teaching docs quote and draw their figures: LIF traces, "
+            "the zero true gradient, surrogate shapes, BPTT checks, the snnTorch details, and a "
+            "one-epoch training sweep over surrogate slopes. Writes numbers.json and figures/ to "
+            "--out; --docs DIR also rewrites the numbers in DIR/*.md, DIR/figures and DIR/numbers.json."
+        ),
+    )
+    add_common_options(parser, out="explain", threads=False, device=False, backend=False)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for torch and Numba (default: 1, the setting the committed docs were made with)",
+    )
+    parser.add_argument("--docs", type=Path, default=None, help="docs folder to rewrite (e.g. docs)")
+    parser.add_argument(
+        "--quick", action="store_true", help="skip section 6's one-epoch training sweep (about 12 runs)"
+    )
+    parser.set_defaults(handler=run_explain)
