@@ -27,7 +27,7 @@ from experiments import __version__
 from training.errors import SnnMnistError
 
 # Modules that provide subcommands, in the order `--help` lists them.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["experiments.stdp_cmd"]
 
 
 def add_common_options(
