@@ -269,10 +269,24 @@ def reference_present(
 
     weights (784, N) and theta (N,) change in place when `learn`.
     """
-    n_neurons = weights.shape[1]
     # p_k = x_k * rate * dt / 1000
     prob = pixel_value * rate_hz * c.dt_ms / 1000.0
-    draws = reference_uniforms(key, c.num_steps, pixel_index)
+    # Poisson input: input k spikes at step t when u[t, k] < p_k
+    raster = reference_uniforms(key, c.num_steps, pixel_index) < prob
+    return reference_present_raster(weights, theta, pixel_index, raster, c, learn)
+
+
+def reference_present_raster(
+    weights: np.ndarray,
+    theta: np.ndarray,
+    pixel_index: np.ndarray,
+    raster: np.ndarray,
+    c: KernelConstants,
+    learn: bool,
+) -> tuple[np.ndarray, int]:
+    """`reference_present` with the input spikes given: raster (T, K) bool, raster[t, k]
+    True when input pixel_index[k] spikes at step t."""
+    n_neurons = weights.shape[1]
     v = np.full(n_neurons, c.v_rest)
     refractory = np.zeros(n_neurons, dtype=np.int64)
     post_trace = np.zeros(n_neurons)
@@ -291,8 +305,7 @@ def reference_present(
         # x_pre <- x_pre * exp(-dt / tau_pre)
         pre_trace = pre_trace * c.decay_pre
 
-        # Poisson input: input k spikes when u[t, k] < p_k
-        spiking = np.flatnonzero(draws[t] < prob)
+        spiking = np.flatnonzero(raster[t])
         current = np.zeros(n_neurons)
         for k in spiking:
             row = weights[pixel_index[k]]

@@ -134,12 +134,28 @@ def present(weights, theta, pixel_index, pixel_value, key, rate_hz, c, learn, co
     (the others never spike).  counts (N,) receives each neuron's spike count
     (overwritten).  Returns the total number of output spikes.
     """
-    n_neurons = weights.shape[1]
     n_active = pixel_index.shape[0]
     prob = np.empty(n_active)
     for k in range(n_active):
         # p_k = x_k * rate * dt / 1000   (rate in Hz, dt in ms)
         prob[k] = pixel_value[k] * rate_hz * c.dt_ms / 1000.0
+    no_raster = np.zeros((1, 1), dtype=np.bool_)
+    return _simulate(weights, theta, pixel_index, prob, key, no_raster, False, c, learn, counts)
+
+
+@numba.njit(cache=True)
+def present_raster(weights, theta, pixel_index, raster, c, learn, counts):
+    """`present` with the input spikes given: raster (c.num_steps, K) bool, raster[t, k]
+    True when input pixel_index[k] spikes at step t.  For hand-made test cases."""
+    prob = np.zeros(pixel_index.shape[0])
+    return _simulate(weights, theta, pixel_index, prob, ONE_U64, raster, True, c, learn, counts)
+
+
+@numba.njit(inline="always")
+def _simulate(weights, theta, pixel_index, prob, key, raster, use_raster, c, learn, counts):
+    """The time-step loop of `present`: input spikes drawn (u < p_k), or read from `raster`."""
+    n_neurons = weights.shape[1]
+    n_active = pixel_index.shape[0]
     v = np.full(n_neurons, c.v_rest)
     refractory = np.zeros(n_neurons, dtype=np.int64)
     post_trace = np.zeros(n_neurons)
@@ -167,7 +183,11 @@ def present(weights, theta, pixel_index, pixel_value, key, rate_hz, c, learn, co
         # Input events: only the rows of inputs that spike now are touched.
         current[:] = 0.0
         for k in range(n_active):
-            if uniform(key, t * N_INPUT + pixel_index[k]) < prob[k]:
+            if use_raster:
+                spikes = raster[t, k]
+            else:
+                spikes = uniform(key, t * N_INPUT + pixel_index[k]) < prob[k]
+            if spikes:
                 row = weights[pixel_index[k]]
                 if learn:
                     for n in range(n_neurons):
