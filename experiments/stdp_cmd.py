@@ -121,6 +121,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--theta-plus", type=float, default=defaults.theta_plus_mv,
         help=f"threshold increase per spike in mV (default: {defaults.theta_plus_mv})",
     )
+    parser.add_argument(
+        "--one-spike", action=argparse.BooleanOptionalAction, default=defaults.one_spike,
+        help="at most one excitatory spike per time step (default: on)",
+    )
     parser.add_argument("--nu-pre", type=float, default=defaults.nu_pre, help=f"STDP depression rate (default: {defaults.nu_pre})")
     parser.add_argument("--nu-post", type=float, default=defaults.nu_post, help=f"STDP potentiation rate (default: {defaults.nu_post})")
     parser.set_defaults(handler=run)
@@ -160,6 +164,7 @@ def _config(args: argparse.Namespace) -> StdpConfig:
         theta_plus_mv=args.theta_plus,
         nu_pre=args.nu_pre,
         nu_post=args.nu_post,
+        one_spike=args.one_spike,
     )
 
 
@@ -236,7 +241,7 @@ def _save_figure(path: Path, network: StdpNetwork, assignments: np.ndarray, titl
     n = network.config.n_neurons
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    inches = max(4.0, 0.5 * cols)
+    inches = max(6.0, 0.5 * cols)
     figure, axes = plt.subplots(figsize=(inches, inches * rows / cols + 0.5))
     vmax = float(np.nanpercentile(grid, 99.5)) or 1.0
     image = axes.imshow(grid, cmap="hot_r", vmin=0.0, vmax=vmax, interpolation="nearest")
@@ -260,7 +265,7 @@ def _respond(network: StdpNetwork, images: np.ndarray, keys: np.ndarray, desc: s
     """Frozen responses in chunks, with a progress bar."""
     counts = np.zeros((images.shape[0], network.config.n_neurons), dtype=np.int32)
     step = 2000
-    with tqdm(total=images.shape[0], desc=desc, unit="img", leave=False, mininterval=1.0) as bar:
+    with tqdm(total=images.shape[0], desc=desc, unit="img", leave=False, mininterval=1.0, position=1) as bar:
         for start in range(0, images.shape[0], step):
             stop = min(start + step, images.shape[0])
             counts[start:stop], _ = network.respond(images[start:stop], keys[start:stop])
@@ -436,7 +441,7 @@ def _checkpoint(
         out / FIGURE_FILE,
         network,
         assignments,
-        f"{network.config.n_neurons} neurons after {images_seen} images: "
-        f"test accuracy {100 * accuracy:.2f}% (digit: assigned label)",
+        f"input weights of {network.config.n_neurons} neurons after {images_seen} images, "
+        f"test accuracy {100 * accuracy:.2f}%\n(blue digit: the neuron's assigned label; -: never fired)",
     )
     _save_state(out / STATE_FILE, network, progress, meta)
