@@ -311,6 +311,7 @@ def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    command_started = time.perf_counter()
     config = _config(args)
     settings = _settings(args)
     threads = configure_threads(args.threads)
@@ -384,8 +385,12 @@ def run(args: argparse.Namespace) -> int:
     train_seconds = progress["train_seconds"]
     rate = progress["images_trained"] / train_seconds if train_seconds > 0 else float("nan")
     print(
-        f"trained {progress['images_trained']} images in {train_seconds:.1f} s this run and before "
-        f"({rate:.1f} images/s, training only); checkpoints: "
+        f"trained {progress['images_trained']} images in {train_seconds:.1f} s of simulation "
+        f"({rate:.1f} images/s; evaluation and file writing excluded, earlier runs of a resumed one included); "
+        f"this command took {time.perf_counter() - command_started:.1f} s"
+    )
+    print(
+        "test accuracy by images seen: "
         + ", ".join(f"{entry['images_seen']}: {100 * entry['test_accuracy']:.2f}%" for entry in history)
     )
     print(f"outputs in {out}: {CONFIG_FILE}, {ACCURACY_FILE}, {ASSIGNMENTS_FILE}, {FIGURE_FILE}, {STATE_FILE}")
