@@ -333,10 +333,13 @@ def run(args: argparse.Namespace) -> int:
         _check_resumable(saved, config, settings, out)
         network = StdpNetwork(config, weights, theta)
         progress = saved["progress"]
-        print(
-            f"resuming {out}: epoch {progress['epoch'] + 1}, {progress['position']} images into it, "
-            f"{len(progress['history'])} checkpoints so far"
-        )
+        if progress["epoch"] >= settings["epochs"]:
+            print(f"{out} already holds {progress['epoch']} trained epoch(s); nothing left to train")
+        else:
+            print(
+                f"resuming {out}: epoch {progress['epoch'] + 1}, {progress['position']} images into it, "
+                f"{len(progress['history'])} checkpoints so far"
+            )
     else:
         if args.resume:
             print(f"nothing to resume in {out}: starting a new run")
