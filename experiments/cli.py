@@ -34,6 +34,7 @@ COMMAND_MODULES: list[str] = [
     "experiments.posttrain_cmd",
     "experiments.reproduce",
     "experiments.explain",
+    "experiments.stdp_cmd",
 ]
 
 
