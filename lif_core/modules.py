@@ -49,6 +49,12 @@ class LIF(nn.Module):
     @property
     def params(self) -> LIFParameters:
         """The layer's constants as a `LIFParameters` record, read from the buffers."""
+        if int(self.reset_mechanism_val) != SUBTRACT_RESET or float(self.graded_spikes_factor) != 1.0:
+            raise NotImplementedError(
+                "only snnTorch's defaults are implemented: reset_mechanism_val=0 (subtract) and "
+                f"graded_spikes_factor=1, but this layer holds {int(self.reset_mechanism_val)} and "
+                f"{float(self.graded_spikes_factor):g} (from a loaded state_dict?)"
+            )
         return LIFParameters(
             beta=float(self.beta), threshold=float(self.threshold), surrogate=self.surrogate
         )
@@ -56,12 +62,6 @@ class LIF(nn.Module):
     def forward(
         self, current: Tensor, num_steps: int | None = None, return_membranes: bool = True
     ) -> LIFSequenceOutput:
-        if int(self.reset_mechanism_val) != SUBTRACT_RESET or float(self.graded_spikes_factor) != 1.0:
-            raise NotImplementedError(
-                "only snnTorch's defaults are implemented: reset_mechanism_val=0 (subtract) and "
-                f"graded_spikes_factor=1, but this layer holds {int(self.reset_mechanism_val)} and "
-                f"{float(self.graded_spikes_factor):g} (from a loaded state_dict?)"
-            )
         return lif_sequence(
             current,
             self.params,

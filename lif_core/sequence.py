@@ -93,6 +93,7 @@ class LIFSequenceFunction(torch.autograd.Function):
         backend: str,
     ) -> tuple[Tensor, Tensor, Tensor]:
         spikes, membranes, counts = run_forward(current, num_steps, beta, threshold, backend, True)
+        assert membranes is not None
         ctx.save_for_backward(membranes)
         ctx.constant_input = current.dim() == 2
         ctx.beta, ctx.threshold, ctx.surrogate, ctx.backend = beta, threshold, surrogate, backend
@@ -138,23 +139,11 @@ class LIFSequenceFunction(torch.autograd.Function):
         return grad_current, None, None, None, None, None
 
 
-def lif_sequence(
-    current: Tensor,
-    params: LIFParameters,
-    num_steps: int | None = None,
-    backend: Backend = "auto",
-    return_membranes: bool = True,
-) -> LIFSequenceOutput:
-    """Simulate a LIF population over time, differentiably.
+def sequence_length(current: Tensor, num_steps: int | None) -> int:
+    """Check a LIF input and return its number of time steps T.
 
-    current:   (T, B, N) time-varying, or (B, N) constant with `num_steps` given.
-    params:    beta, threshold, surrogate (see `LIFParameters`).
-    backend:   "torch", "numba" or "auto" (numba on CPU).
-    return_membranes: False returns membranes=None; without autograd they are
-               then never stored, which saves a (T, B, N) tensor per call.
-    Returns LIFSequenceOutput(spikes, membranes, counts): (T, B, N), (T, B, N) and
-    (B, N), in the dtype of `current`.
-    """
+    current: (T, B, N) time-varying (num_steps None or T), or (B, N) constant
+    (num_steps required), floating point."""
     if current.dim() == 3:
         if num_steps is not None and num_steps != current.shape[0]:
             raise ValueError(
@@ -177,6 +166,27 @@ def lif_sequence(
         raise ValueError(f"num_steps must be a positive integer, got {steps!r}")
     if not current.is_floating_point():
         raise TypeError(f"current must be a floating-point tensor, got {current.dtype}")
+    return steps
+
+
+def lif_sequence(
+    current: Tensor,
+    params: LIFParameters,
+    num_steps: int | None = None,
+    backend: Backend = "auto",
+    return_membranes: bool = True,
+) -> LIFSequenceOutput:
+    """Simulate a LIF population over time, differentiably.
+
+    current:   (T, B, N) time-varying, or (B, N) constant with `num_steps` given.
+    params:    beta, threshold, surrogate (see `LIFParameters`).
+    backend:   "torch", "numba" or "auto" (numba on CPU).
+    return_membranes: False returns membranes=None; without autograd they are
+               then never stored, which saves writing a (T, B, N) tensor.
+    Returns LIFSequenceOutput(spikes, membranes, counts): (T, B, N), (T, B, N) and
+    (B, N), in the dtype of `current`.
+    """
+    steps = sequence_length(current, num_steps)
     concrete = resolve_backend(backend, current.device)
     beta, threshold = float(params.beta), float(params.threshold)
     if not (torch.is_grad_enabled() and current.requires_grad):
