@@ -32,7 +32,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from experiments import __version__, figures
@@ -46,7 +45,7 @@ from experiments.posttrain_cmd import (
     run_study,
 )
 from experiments.train_cmd import load_splits, prepare_runtime
-from plasticity.posttrain import PostTrainConfig, trajectory_key
+from plasticity.posttrain import PostTrainConfig
 from training.checkpoint import (
     CheckpointError,
     atomic_write,
@@ -56,7 +55,7 @@ from training.checkpoint import (
 )
 from training.data import MnistSplit
 from training.metrics import classification_report, confusion_matrix
-from training.model import ModelConfig, SupervisedSNN
+from training.model import ModelConfig
 from training.train import (
     CONFIG_JSON,
     CURVES_CSV,
@@ -238,10 +237,6 @@ def stage_plasticity(context: Context) -> list[str]:
         runs_dir=out / RUNS_DIR,
     )
     return [ACCURACY_JSON, STUDY_JSON, STUDY_MARKDOWN, POST_TRAINED_FILE] + [f"{RUNS_DIR}/{row['key']}.pt" for row in rows]
-
-
-def _macro(report: Any) -> dict[str, float]:
-    return {"precision": report.macro_precision, "recall": report.macro_recall, "f1": report.macro_f1}
 
 
 def stage_analysis(context: Context) -> list[str]:

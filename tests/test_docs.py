@@ -17,7 +17,6 @@ import __future__
 import math
 import re
 import shlex
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,10 +45,8 @@ from experiments.explain import (
     scale_tag,
     sweep_key,
     sweep_runs,
-    train_once,
 )
-from training.data import DATA_ENV_VAR, load_mnist
-from training.runtime import configure_threads
+from training.data import DATA_ENV_VAR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCS = REPO_ROOT / "docs"
@@ -102,15 +99,6 @@ def prose(text: str) -> str:
 
 def committed() -> dict[str, Any]:
     return read_numbers(DOCS / NUMBERS_FILE)
-
-
-@pytest.fixture
-def restore_threads() -> Iterator[None]:
-    """explain sets torch's and Numba's thread counts for the process; put them back."""
-    torch_threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    yield
-    torch.set_num_threads(torch_threads)
-    numba.set_num_threads(numba_threads)
 
 
 @pytest.fixture(scope="module")
