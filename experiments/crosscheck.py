@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from experiments.cli import add_common_options
 from experiments.train_cmd import add_subset_options, add_surrogate_options, load_splits, prepare_runtime
 from training.checkpoint import atomic_write_json, model_from_state_dict
 from training.data import MnistSplit
 from training.model import ModelConfig, SupervisedSNN
+from training.progress import progress_bar
 from training.train import (
     EVAL_BATCH,
     TrainConfig,
@@ -63,7 +63,7 @@ def step_level_check(
     optimizer = build_optimizer(model, train_config.learning_rate)
     order = epoch_order(len(train_split), train_config.seed, 0)
     rows = []
-    for index, batch in enumerate(tqdm(list(iterate_batches(order, train_config.batch_size))[:batches], desc="step check", leave=False)):
+    for index, batch in enumerate(progress_bar(list(iterate_batches(order, train_config.batch_size))[:batches], desc="step check", leave=False)):
         images, labels = train_split.flat_images[batch], train_split.labels[batch]
         study.load_state_dict(model.state_dict(), strict=True)
         study.zero_grad(set_to_none=True)
@@ -97,7 +97,7 @@ def train_study_model(study: Any, train_split: MnistSplit, train_config: TrainCo
     started = time.perf_counter()
     for epoch in range(epochs):
         order = epoch_order(len(train_split), train_config.seed, epoch)
-        for batch in tqdm(list(iterate_batches(order, train_config.batch_size)), desc=f"snnTorch epoch {epoch + 1}", leave=False):
+        for batch in progress_bar(list(iterate_batches(order, train_config.batch_size)), desc=f"snnTorch epoch {epoch + 1}", leave=False):
             loss, _ = study_loss(study, train_split.flat_images[batch], train_split.labels[batch], train_config.alpha_reg, num_steps)
             optimizer.zero_grad()
             loss.backward()
@@ -114,7 +114,7 @@ def train_our_model(model: SupervisedSNN, train_split: MnistSplit, train_config:
     started = time.perf_counter()
     for epoch in range(epochs):
         order = epoch_order(len(train_split), train_config.seed, epoch)
-        for batch in tqdm(list(iterate_batches(order, train_config.batch_size)), desc=f"ours epoch {epoch + 1}", leave=False):
+        for batch in progress_bar(list(iterate_batches(order, train_config.batch_size)), desc=f"ours epoch {epoch + 1}", leave=False):
             train_step(model, optimizer, train_split.flat_images[batch], train_split.labels[batch], train_config)
     return time.perf_counter() - started
 

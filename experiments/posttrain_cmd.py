@@ -19,7 +19,7 @@ from experiments.cli import add_common_options
 from experiments.train_cmd import add_subset_options, load_splits, prepare_runtime
 from plasticity.hebbian import RULE_NAMES, STABILISED_RULES
 from plasticity.posttrain import PLASTIC_LAYERS, PostTrainConfig, PostTrainResult, post_train, trajectory_key
-from training.checkpoint import atomic_write_json, atomic_write_text, load_model, read_checkpoint, save_model
+from training.checkpoint import atomic_write_json, atomic_write_text, load_model, save_model
 from training.data import MnistSplit
 from training.metrics import report_from_predictions
 from training.model import ModelConfig
@@ -164,10 +164,9 @@ def _model_config(args: argparse.Namespace) -> ModelConfig:
 def run_post_train(args: argparse.Namespace) -> int:
     config = _post_train_config(args, args.rule, args.eta)
     prepare_runtime(args)
-    read_checkpoint(args.checkpoint)  # fail fast, before loading MNIST
+    model = load_model(args.checkpoint, _model_config(args))  # fail fast, before loading MNIST
     train_split, test_split = load_splits(args)
     assert train_split is not None
-    model = load_model(args.checkpoint, _model_config(args))
     result = post_train(model, train_split, test_split, config, progress=not args.no_progress)
     out = Path(args.out)
     save_model(model, out / POST_TRAINED_FILE)
@@ -182,12 +181,14 @@ def run_post_train(args: argparse.Namespace) -> int:
 
 
 def run_plasticity_study(args: argparse.Namespace) -> int:
-    base = _post_train_config(args, "covariance", args.etas[0] if args.etas else 1e-5)
+    if not args.etas:
+        raise ValueError("--etas lists no learning rate. Fix: give one or more, comma-separated, e.g. --etas 1e-5,1e-4")
+    base = _post_train_config(args, "covariance", args.etas[0])
     for rule in args.rules:
         for eta in args.etas:
             replace(base, rule=rule, eta=eta)  # validate every run before any starts
     prepare_runtime(args)
-    read_checkpoint(args.checkpoint)
+    load_model(args.checkpoint, _model_config(args))  # fail fast, before loading MNIST and before any run
     train_split, test_split = load_splits(args)
     assert train_split is not None
     out = Path(args.out)

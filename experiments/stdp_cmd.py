@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from experiments.cli import add_common_options
 from plasticity.stdp import (
@@ -50,6 +49,7 @@ from plasticity.stdp import (
 )
 from training.data import NUM_CLASSES, load_mnist
 from training.errors import SnnMnistError
+from training.progress import ProgressBar, progress_bar
 from training.runtime import configure_threads, seed_everything
 
 CONFIG_FILE = "stdp_config.json"
@@ -231,6 +231,12 @@ def _check_resumable(meta: dict[str, Any], config: StdpConfig, settings: dict[st
         )
 
 
+def _files_of_other_commands(folder: Path) -> list[str]:
+    """Names of the (non-hidden) files in `folder` that `snn-mnist stdp` does not write."""
+    own = {CONFIG_FILE, ACCURACY_FILE, ASSIGNMENTS_FILE, FIGURE_FILE, STATE_FILE}
+    return sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith(".") and entry.name not in own)
+
+
 def _save_figure(path: Path, network: StdpNetwork, assignments: np.ndarray, title: str) -> None:
     import matplotlib
 
@@ -262,10 +268,13 @@ def _save_figure(path: Path, network: StdpNetwork, assignments: np.ndarray, titl
 
 
 def _respond(network: StdpNetwork, images: np.ndarray, keys: np.ndarray, desc: str) -> np.ndarray:
-    """Frozen responses in chunks, with a progress bar."""
+    """Frozen responses in chunks, with a progress bar (in a log: no summary line, the
+    checkpoint line reports the evaluation)."""
     counts = np.zeros((images.shape[0], network.config.n_neurons), dtype=np.int32)
     step = 2000
-    with tqdm(total=images.shape[0], desc=desc, unit="img", leave=False, mininterval=1.0, position=1) as bar:
+    with progress_bar(
+        total=images.shape[0], desc=desc, unit="img", leave=False, mininterval=1.0, position=1, summary=False
+    ) as bar:
         for start in range(0, images.shape[0], step):
             stop = min(start + step, images.shape[0])
             counts[start:stop], _ = network.respond(images[start:stop], keys[start:stop])
@@ -342,6 +351,13 @@ def run(args: argparse.Namespace) -> int:
             )
     else:
         if args.resume:
+            foreign = _files_of_other_commands(out)
+            if foreign:
+                raise ResumeError(
+                    f"--resume: {out} holds no STDP run ({STATE_FILE}) but another command's files "
+                    f"({', '.join(foreign[:4])}{', ...' if len(foreign) > 4 else ''}). "
+                    "Fix: point --out at the STDP run's folder, or start a new run in an empty folder without --resume."
+                )
             print(f"nothing to resume in {out}: starting a new run")
         network = StdpNetwork.initial(config, np.random.default_rng([settings["seed"], 0x5D9]))
         progress = {"epoch": 0, "position": 0, "train_seconds": 0.0, "images_trained": 0, "history": []}
@@ -358,7 +374,8 @@ def run(args: argparse.Namespace) -> int:
 
     total = epochs * count
     done = min(progress["epoch"], epochs) * count + progress["position"]
-    with tqdm(total=total, initial=done, desc="stdp train", unit="img", mininterval=1.0) as bar:
+    # In a log: a heartbeat line a minute, no summary line (the "trained N images" line below is it).
+    with progress_bar(total=total, initial=done, desc="stdp train", unit="img", mininterval=1.0, summary=False) as bar:
         while progress["epoch"] < epochs:
             epoch = progress["epoch"]
             order = epoch_order(settings["seed"], epoch, count)
@@ -410,7 +427,7 @@ def _checkpoint(
     meta: dict[str, Any],
     epoch: int,
     position: int,
-    bar: tqdm,
+    bar: ProgressBar,
 ) -> None:
     """Evaluate, then write accuracy, assignments, figure and state (state last)."""
     accuracy, assignments, eval_seconds = _evaluate(network, data, settings["seed"])

@@ -113,6 +113,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
     device = prepare_runtime(args)
     base = ModelConfig(
         num_steps=args.steps,
@@ -170,7 +172,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="test accuracy and predictions of a checkpoint (ours or snnTorch's)",
         description=(
             "Evaluate any SupervisedSNN state_dict, ours or the study's snnTorch one; hidden size, "
-            "beta and threshold are read from the checkpoint. Prints 'test accuracy: XX.XX%%'."
+            "beta and threshold are read from the checkpoint. Prints 'test accuracy: XX.XX%'."
         ),
     )
     parser.add_argument("checkpoint", type=Path, help="state_dict .pt file")

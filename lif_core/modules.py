@@ -50,10 +50,11 @@ class LIF(nn.Module):
     def params(self) -> LIFParameters:
         """The layer's constants as a `LIFParameters` record, read from the buffers."""
         if int(self.reset_mechanism_val) != SUBTRACT_RESET or float(self.graded_spikes_factor) != 1.0:
-            raise NotImplementedError(
+            raise ValueError(
                 "only snnTorch's defaults are implemented: reset_mechanism_val=0 (subtract) and "
                 f"graded_spikes_factor=1, but this layer holds {int(self.reset_mechanism_val)} and "
-                f"{float(self.graded_spikes_factor):g} (from a loaded state_dict?)"
+                f"{float(self.graded_spikes_factor):g} (from a loaded state_dict?). Fix: re-train or "
+                'save the snnTorch model with reset_mechanism="subtract" and graded_spikes_factor=1'
             )
         return LIFParameters(
             beta=float(self.beta), threshold=float(self.threshold), surrogate=self.surrogate

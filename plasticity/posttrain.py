@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from plasticity.hebbian import LayerState, PlasticityRule, network_activity, weight_view
 from training.data import MnistSplit
 from training.model import SupervisedSNN
+from training.progress import progress_bar
 from training.train import EVAL_BATCH, Evaluation, epoch_order, evaluate, iterate_batches
 
 PLASTIC_LAYERS = ("fc1", "fc2")
@@ -129,12 +129,15 @@ def post_train(
     images = train_split.flat_images
     for epoch in range(config.epochs):
         order = epoch_order(len(train_split), config.seed, epoch)
-        bar = tqdm(
+        epoch_started = time.perf_counter()
+        # No summary line from the bar: the epoch line logged below carries its figures.
+        bar = progress_bar(
             total=len(train_split),
             desc=f"{config.rule} eta={config.eta:g} epoch {epoch + 1}/{config.epochs}",
             unit="img",
             disable=not progress,
             leave=False,
+            summary=False,
         )
         for batch in iterate_batches(order, config.batch_size):
             batch_images = images[batch]
@@ -147,9 +150,13 @@ def post_train(
                 rule.update(weight_view(layers[name]), activity.pre, activity.post, config.eta, states[name])
             bar.update(int(batch.shape[0]))
         bar.close()
+        images_per_second = len(train_split) / max(time.perf_counter() - epoch_started, 1e-9)
         evaluation = evaluate(model, test_split, config.eval_batch_size)
         result.test_accuracy.append(evaluation.accuracy)
-        log(f"{config.rule} eta={config.eta:g}: epoch {epoch + 1}/{config.epochs} test accuracy {evaluation.accuracy:.2f}%")
+        log(
+            f"{config.rule} eta={config.eta:g}: epoch {epoch + 1}/{config.epochs} test accuracy {evaluation.accuracy:.2f}% "
+            f"({images_per_second:.0f} img/s)"
+        )
     result.drift = {
         name: weight_drift(weight_view(layer), trained[name], rule.clip or 1.0) for name, layer in layers.items()
     }

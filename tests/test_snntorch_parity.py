@@ -108,7 +108,7 @@ def test_lif_refuses_non_default_snntorch_reset() -> None:
     instead of silently computing subtract-reset dynamics."""
     layer = LIF()
     layer.load_state_dict(snn.Leaky(beta=0.9, reset_mechanism="zero").state_dict(), strict=True)
-    with pytest.raises(NotImplementedError, match="reset_mechanism_val"):
+    with pytest.raises(ValueError, match="reset_mechanism_val"):
         layer(torch.zeros(3, 1, 2))
 
 

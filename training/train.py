@@ -40,7 +40,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from training.checkpoint import (
     CheckpointError,
@@ -53,6 +52,7 @@ from training.checkpoint import (
 from training.data import MnistSplit
 from training.errors import SnnMnistError
 from training.model import ModelConfig, SupervisedSNN
+from training.progress import progress_bar
 
 MODEL_FILE = "supervised_snn_baseline_state_dict.pt"
 STATE_FILE = "training_state.pt"
@@ -167,7 +167,7 @@ def evaluate(
     predictions, counts = [], []
     images = split.flat_images
     batches = range(0, len(split), batch_size)
-    for start in tqdm(batches, desc="evaluate", unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(batches, desc="evaluate", unit="batch", disable=not progress, leave=False):
         output = model(images[start : start + batch_size].to(device))
         counts.append(output.output_counts.cpu())
         predictions.append(output.output_counts.argmax(dim=1).cpu())
@@ -218,8 +218,10 @@ def _run_settings(model_config: ModelConfig, train_config: TrainConfig, extra: d
 def _load_resume_state(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any]:
     state_path = out_dir / STATE_FILE
     if not state_path.is_file():
+        present = sorted(entry.name for entry in out_dir.iterdir() if not entry.name.startswith(".")) if out_dir.is_dir() else []
+        holds = f"; the folder holds {', '.join(present[:4])}{', ...' if len(present) > 4 else ''}" if present else ""
         raise CheckpointError(
-            f"--resume: no completed epoch to resume from in {out_dir} (no {STATE_FILE}). "
+            f"--resume: no completed epoch to resume from in {out_dir} (no {STATE_FILE}{holds}). "
             "Fix: run without --resume, or point --out at the interrupted run's folder."
         )
     try:
@@ -229,6 +231,12 @@ def _load_resume_state(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any
             f"--resume: cannot read {state_path} ({error.__class__.__name__}); it is corrupt. "
             "Fix: start again without --resume."
         ) from error
+    missing = [key for key in ("model", "optimizer", "history", "settings") if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(
+            f"--resume: {state_path} is not a training state written by `snn-mnist train` "
+            f"(it lacks {', '.join(missing)}). Fix: start again without --resume, or in a new --out folder."
+        )
     saved = state.get("settings", {})
     ignored = {"epochs"}  # a finished run may be extended with more epochs
     differences = [
@@ -288,12 +296,14 @@ def train(
         order = epoch_order(len(train_split), train_config.seed, epoch)
         correct, seen, loss_sum = 0, 0, 0.0
         model.train()
-        bar = tqdm(
+        # No summary line from the bar: the epoch line logged below carries its figures.
+        bar = progress_bar(
             total=len(train_split),
             desc=f"epoch {epoch + 1}/{train_config.epochs}",
             unit="img",
             disable=not progress,
             leave=False,
+            summary=False,
         )
         for step, batch in enumerate(iterate_batches(order, train_config.batch_size)):
             batch_images, batch_labels = images[batch].to(device), labels[batch].to(device)
@@ -313,6 +323,7 @@ def train(
                 rate = seen / max(time.perf_counter() - started, 1e-9)
                 bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{100 * correct / seen:.2f}%", img_s=f"{rate:.0f}")
         bar.close()
+        train_seconds = time.perf_counter() - started
         model.eval()
         test = evaluate(model, test_split, train_config.eval_batch_size)
         history.train_acc_history.append(100.0 * correct / seen)
@@ -335,6 +346,6 @@ def train(
         log(
             f"epoch {epoch + 1}/{train_config.epochs}: loss {history.loss_history[-1]:.4f}  "
             f"train {history.train_acc_history[-1]:.2f}%  test {test.accuracy:.2f}%  "
-            f"({history.epoch_seconds[-1]:.1f} s)"
+            f"({history.epoch_seconds[-1]:.1f} s, {seen / max(train_seconds, 1e-9):.0f} img/s)"
         )
     return model, history

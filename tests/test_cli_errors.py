@@ -1,0 +1,235 @@
+"""Bad input to any `snn-mnist` command ends in one line, `snn-mnist: error: ...`, exit code 2.
+
+Every case here fails before any training starts, so the whole file runs in
+seconds.  The line must name the problem; most also say how to fix it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.cli import build_parser, main
+from experiments.snntorch_reference import build_study_model
+from training.model import ModelConfig, SupervisedSNN
+
+HIDDEN = 16
+TINY = ["--train-subset", "256", "--test-subset", "100"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Paths the cases refer to by name: good and broken checkpoints, a plain file, run folders."""
+    root = tmp_path_factory.mktemp("cli_errors")
+    torch.manual_seed(0)
+    state = SupervisedSNN(ModelConfig(hidden_size=HIDDEN)).state_dict()
+    paths: dict[str, str] = {}
+
+    def save(name: str, payload: object) -> None:
+        torch.save(payload, root / f"{name}.pt")
+        paths[name] = str(root / f"{name}.pt")
+
+    def changed(**tensors: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {**state, **{key.replace("__", "."): value for key, value in tensors.items()}}
+
+    save("good", state)
+    save("wrong_shape", changed(fc1__weight=torch.zeros(HIDDEN, 100)))
+    save("float64", changed(fc1__weight=state["fc1.weight"].double()))
+    nan_weights = state["fc2.weight"].clone()
+    nan_weights[0, 0] = float("nan")
+    save("nan_weights", changed(fc2__weight=nan_weights))
+    save("nan_beta", changed(lif2__beta=torch.tensor(float("nan"))))
+    save("list", [1, 2, 3])
+    save("training_state_like", {"model": state, "optimizer": {}, "history": {}, "settings": {}})
+    study = build_study_model(hidden_size=HIDDEN)
+    study.lif1.reset_mechanism = "zero"  # snnTorch sets reset_mechanism_val to 1
+    save("snntorch_zero_reset", study.state_dict())
+    study = build_study_model(hidden_size=HIDDEN)
+    study.lif2.reset_mechanism = "none"
+    save("snntorch_no_reset", study.state_dict())
+    save("graded_spikes", changed(lif1__graded_spikes_factor=torch.tensor(2.0)))
+
+    (root / "empty.pt").write_bytes(b"")
+    paths["empty"] = str(root / "empty.pt")
+    (root / "text.pt").write_text("not a checkpoint\n")
+    paths["text"] = str(root / "text.pt")
+    (root / "folder.pt").mkdir()
+    paths["folder"] = str(root / "folder.pt")
+    (root / "a_file").write_text("x")
+    paths["file"] = str(root / "a_file")
+
+    stdp_run = root / "stdp_run"
+    stdp_run.mkdir()
+    np.savez(stdp_run / "stdp_state.npz", weights=np.zeros(1), theta=np.zeros(1), meta=np.array("{}"))
+    paths["stdp_run"] = str(stdp_run)
+    train_run = root / "train_run"
+    train_run.mkdir()
+    torch.save(state, train_run / "supervised_snn_baseline_state_dict.pt")
+    (train_run / "experiment_config.json").write_text("{}\n")
+    paths["train_run"] = str(train_run)
+    foreign_state = root / "foreign_state"
+    foreign_state.mkdir()
+    torch.save([1, 2], foreign_state / "training_state.pt")
+    paths["foreign_state"] = str(foreign_state)
+    paths["fresh"] = str(root / "fresh")
+    return paths
+
+
+# (command line with {name} placeholders, text the error line must contain)
+CASES: list[tuple[str, str]] = [
+    # train: counts, sizes and floats
+    ("train --threads 0", "--threads must be an integer from 1"),
+    ("train --epochs 0", "--epochs must be a positive integer"),
+    ("train --batch-size 0", "--batch-size must be a positive integer"),
+    ("train --hidden 0", "hidden size must be a positive integer"),
+    ("train --steps 0", "--steps must be a positive integer"),
+    ("train --lr nan", "--lr must be a positive finite number"),
+    ("train --lr inf", "--lr must be a positive finite number"),
+    ("train --beta 2", "--beta must lie in [0, 1]"),
+    ("train --alpha-reg nan", "--alpha-reg must be a non-negative finite number"),
+    ("train --weight-clip nan", "--weight-clip must be positive"),
+    ("train --surrogate-scale inf", "slope must be a positive finite number"),
+    ("train --train-subset 0", "subset size must be a positive integer"),
+    # train: where it writes, what it resumes
+    ("train --out {file}", "is a file, not a folder"),
+    ("train --out {file}/sub", "which is a file"),
+    ("train --resume --out {stdp_run}", "no completed epoch to resume from"),
+    ("train --resume --out {foreign_state}", "is not a training state written by `snn-mnist train`"),
+    # evaluate: checkpoints that are not usable state_dicts
+    ("evaluate {folder}", "is a folder, not a file"),
+    ("evaluate {fresh}/missing.pt", "checkpoint not found"),
+    ("evaluate {empty}", "is empty (0 bytes)"),
+    ("evaluate {text}", "cannot read checkpoint"),
+    ("evaluate {list}", "holds a list, not a state_dict"),
+    ("evaluate {training_state_like}", "not training_state.pt"),
+    ("evaluate {wrong_shape}", "fc1.weight: shape (16, 100) but the model needs (16, 784)"),
+    ("evaluate {float64}", "has dtype torch.float64, the model needs torch.float32"),
+    ("evaluate {nan_weights}", "NaN or infinite weights"),
+    ("evaluate {nan_beta}", "lif2: beta=nan"),
+    ("evaluate {snntorch_zero_reset}", 'lif1: reset_mechanism="zero" (reset_mechanism_val 1)'),
+    ("evaluate {snntorch_no_reset}", 'lif2: reset_mechanism="none" (reset_mechanism_val 2)'),
+    ("evaluate {graded_spikes}", "lif1: graded_spikes_factor=2"),
+    ("evaluate {good} --batch-size 0", "--batch-size must be a positive integer"),
+    ("evaluate {good} --steps 0", "--steps must be a positive integer"),
+    ("evaluate {good} --threads 0", "--threads must be an integer from 1"),
+    ("evaluate {good} --json {folder}", "--json"),
+    ("evaluate {good} --json {file}/predictions.json", "is a file, so it cannot hold predictions.json"),
+    # the other commands
+    ("crosscheck --batches 0", "--batches must be a positive integer"),
+    ("crosscheck --epochs 0", "--epochs must be a positive integer"),
+    ("crosscheck --out {file}", "is a file, not a folder"),
+    ("bench --rounds 0", "must be positive integers"),
+    ("bench --batch-size 0", "--batch-size must be a positive integer"),
+    ("bench --variants nope", "--variants: unknown nope"),
+    ("bench --json {folder}", "is a folder"),
+    ("post-train {good} --eta nan", "--eta must be a non-negative finite learning rate"),
+    ("post-train {good} --epochs 0", "--epochs must be a positive integer"),
+    ("post-train {good} --batch-size 0", "--batch-size must be a positive integer"),
+    ("post-train {empty}", "is empty (0 bytes)"),
+    ("post-train {good} --out {file}", "is a file, not a folder"),
+    ("plasticity-study {good} --etas ,", "--etas lists no learning rate"),
+    ("plasticity-study {good} --etas 1e-5,nan", "--eta must be a non-negative finite learning rate"),
+    ("plasticity-study {snntorch_zero_reset}", 'reset_mechanism="zero"'),
+    ("reproduce --threads 0", "--threads must be an integer from 1"),
+    ("reproduce --quick --etas 1e-5,1e-4,nan", "--eta must be a non-negative finite learning rate"),
+    ("reproduce --quick --out {file}", "is a file, not a folder"),
+    ("explain --threads 0", "--threads must be an integer from 1"),
+    ("explain --quick --out {file}", "is a file, not a folder"),
+    ("stdp --quick --neurons 0", "--neurons must be an integer >= 1"),
+    ("stdp --quick --epochs 0", "--epochs must be an integer >= 1"),
+    ("stdp --quick --test-images 0", "--test-images must be an integer from 1 to 10000"),
+    ("stdp --quick --checkpoint-every 0", "--checkpoint-every must be an integer >= 1"),
+    ("stdp --quick --dt nan", "--dt (dt_ms) must be a finite number"),
+    ("stdp --quick --out {file}", "is a file, not a folder"),
+    ("stdp --quick --resume --out {train_run}", "holds no STDP run"),
+]
+
+# Flags each command takes, added to every case so that nothing slow or noisy runs.
+COMMAND_FLAGS: dict[str, list[str]] = {
+    "train": [*TINY, "--epochs", "1", "--hidden", str(HIDDEN), "--no-progress"],
+    "evaluate": ["--test-subset", "100", "--no-progress"],
+    "crosscheck": TINY,
+    "bench": [],
+    "post-train": [*TINY, "--no-progress"],
+    "plasticity-study": [*TINY, "--no-progress"],
+    "reproduce": ["--no-progress"],
+    "explain": [],
+    "stdp": [],
+}
+
+
+def command_line(template: str, inputs: dict[str, str], mnist_dir: Path) -> list[str]:
+    words = [word.format(**inputs) for word in template.split()]
+    command, rest = words[0], words[1:]
+    positional = [word for word in rest[:1] if not word.startswith("-")]
+    flags = rest[len(positional) :]
+    defaults = [*COMMAND_FLAGS[command], "--data-dir", str(mnist_dir)]
+    if "--out" not in flags and command != "evaluate" and command != "bench":
+        defaults += ["--out", inputs["fresh"]]
+    # later flags win in argparse, so the case's own flags come last
+    return [command, *positional, *defaults, *flags]
+
+
+@pytest.mark.parametrize("template, expected", CASES, ids=[template for template, _ in CASES])
+def test_bad_input_is_one_error_line_with_exit_code_2(
+    template: str, expected: str, inputs: dict[str, str], mnist_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(command_line(template, inputs, mnist_dir))
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert len(lines) == 1 and lines[0].startswith("snn-mnist: error: "), captured.err
+    assert expected in lines[0]
+
+
+def test_unsupported_snntorch_checkpoint_names_file_setting_and_fix(inputs: dict[str, str], mnist_dir: Path, capsys) -> None:
+    code = main(["evaluate", inputs["snntorch_zero_reset"], "--data-dir", str(mnist_dir)])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert inputs["snntorch_zero_reset"] in error
+    assert 'reset_mechanism="zero" (reset_mechanism_val 1)' in error
+    assert 'reset_mechanism="subtract"' in error and "graded_spikes_factor=1" in error and "Fix:" in error
+
+
+@pytest.mark.parametrize(
+    "raised, expected",
+    [
+        (MemoryError("Unable to allocate 596. GiB"), "out of memory (Unable to allocate 596. GiB)"),
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"), "out of memory"),
+        (PermissionError(13, "Permission denied", "/results/x.json"), "Permission denied: /results/x.json"),
+    ],
+)
+def test_memory_and_file_system_errors_are_one_line(raised: BaseException, expected: str, monkeypatch, capsys) -> None:
+    import experiments.train_cmd
+
+    def handler(args: object) -> int:
+        raise raised
+
+    monkeypatch.setattr(experiments.train_cmd, "run_train", handler)
+    assert main(["train"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("snn-mnist: error: ") and expected in lines[0] and "Fix:" in lines[0]
+
+
+def test_other_runtime_errors_are_bugs_and_keep_their_traceback(monkeypatch) -> None:
+    import experiments.train_cmd
+
+    def handler(args: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(experiments.train_cmd, "run_train", handler)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["train"])
+
+
+def test_no_help_text_shows_a_doubled_percent_sign() -> None:
+    """argparse %-formats help= strings but not descriptions, so '%%' there shows as '%%'."""
+    parser = build_parser()
+    subparsers = next(action for action in parser._actions if action.choices and isinstance(action.choices, dict))
+    assert "%%" not in parser.format_help()
+    for name, subparser in subparsers.choices.items():
+        assert "%%" not in subparser.format_help(), name
