@@ -1,7 +1,10 @@
 """Shared fixtures: where the real MNIST lives, and the Hypothesis settings.
 
 The MNIST folder comes from $SNN_MNIST_DATA, else `<repo>/../shared/data/mnist`
-(where CI puts it).  A missing folder fails the tests that need it, with a
+(where CI puts it), else the per-user cache that every command uses
+(`~/.cache/snn-mnist/mnist`, downloaded once on a machine with internet access,
+so a newcomer's `pip install -e ".[test]" && python -m pytest` just works).  A
+folder that cannot be found or filled fails the tests that need it, with a
 message saying how to fix that: MNIST is a required test input, never a reason
 to skip.
 """
@@ -16,7 +19,7 @@ from hypothesis import HealthCheck, settings
 
 import experiments  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
 
-from training.data import DATA_ENV_VAR, MnistSplit, load_mnist
+from training.data import DATA_ENV_VAR, MnistDataError, MnistSplit, ensure_mnist_cache, load_mnist
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FALLBACK_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "mnist"
@@ -45,8 +48,20 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "snn-mnist"))
 def mnist_dir() -> Path:
     """The folder holding the four real MNIST .gz files; fails (never skips) if absent."""
     from_env = os.environ.get(DATA_ENV_VAR, "")
-    folder = Path(from_env).expanduser() if from_env else FALLBACK_DATA_DIR
-    source = f"${DATA_ENV_VAR}" if from_env else f"the fallback <repo>/../shared/data/mnist (${DATA_ENV_VAR} unset)"
+    if from_env:
+        folder, source = Path(from_env).expanduser(), f"${DATA_ENV_VAR}"
+    elif FALLBACK_DATA_DIR.is_dir():
+        folder, source = FALLBACK_DATA_DIR, f"<repo>/../shared/data/mnist (${DATA_ENV_VAR} unset)"
+    else:
+        try:
+            folder = ensure_mnist_cache()
+        except MnistDataError as error:
+            pytest.fail(
+                f"the tests need the real MNIST: ${DATA_ENV_VAR} is unset, there is no "
+                f"<repo>/../shared/data/mnist, and the per-user cache could not be filled: {error}",
+                pytrace=False,
+            )
+        source = f"the per-user cache (${DATA_ENV_VAR} unset, no ../shared/data/mnist)"
     if not folder.is_dir():
         pytest.fail(
             f"MNIST folder {folder} (from {source}) does not exist. The tests need the real MNIST: "

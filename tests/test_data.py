@@ -1,14 +1,28 @@
 """MNIST loading: the real data's published facts, the accepted folder layouts, and one
 clear `MnistDataError` (file, problem, fix) for every way the files can be wrong.
 
-Bad files are built in `tmp_path`; the shared data folder is only ever read.
+Bad files are built in `tmp_path`; the shared data folder is only ever read.  The per-user
+cache (no data folder given) is tested hermetically: $XDG_CACHE_HOME is a temporary folder
+and torchvision downloads from an HTTP server on 127.0.0.1 that serves the shared files (or
+from a port where nothing listens), never from the internet.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
+import http.server
+import os
 import shutil
+import socket
 import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +30,17 @@ import pytest
 import torch
 
 import training.data as data_module
+from experiments.cli import main
 from training.data import (
+    CACHE_FILES,
     DATA_ENV_VAR,
     IMAGE_MAGIC,
     LABEL_MAGIC,
     MnistDataError,
     MnistSplit,
+    ensure_mnist_cache,
     load_mnist,
+    mnist_cache_dir,
 )
 from training.errors import SnnMnistError
 
@@ -30,6 +48,7 @@ TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 TEST_LABEL_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 TEST_IMAGES = "t10k-images-idx3-ubyte"
 TEST_LABELS = "t10k-labels-idx1-ubyte"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------- helpers
@@ -203,11 +222,10 @@ def test_env_var_pointing_at_real_data_loads_it(mnist_dir: Path, monkeypatch: py
     assert torch.bincount(load_mnist("test").labels).tolist() == TEST_LABEL_COUNTS
 
 
-def test_no_folder_and_no_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Neither data_dir nor $SNN_MNIST_DATA: an error naming all three ways to fix it."""
-    monkeypatch.delenv(DATA_ENV_VAR, raising=False)
-    message = load_error(None)
-    assert_clear_message(message, "no MNIST data folder", "--download")
+def test_no_folder_and_no_env_var_offline(cache: Path, offline_mirror: str) -> None:
+    """Neither data_dir nor $SNN_MNIST_DATA, the cache empty and no network: an error naming
+    the cache it tried, the reason, and the local-folder fixes (flag and variable)."""
+    assert_clear_message(load_error(None), str(cache), "downloading it failed", "Connection refused")
 
 
 def test_unknown_split_is_a_value_error(tmp_path: Path) -> None:
@@ -386,15 +404,19 @@ def test_failed_download_is_a_clean_data_error(tmp_path: Path, failing_download:
     assert failing_download == [{"root": str(tmp_path), "train": True, "download": True}]
 
 
-def test_download_without_folder_uses_dot_data(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing_download: list[dict[str, object]]
+def test_download_without_folder_uses_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path, failing_download: list[dict[str, object]]
 ) -> None:
-    """download=True with no data_dir and no env var downloads into ./data."""
-    monkeypatch.delenv(DATA_ENV_VAR, raising=False)
+    """download=True with no data_dir and no env var downloads beside the cache, never into ./data,
+    and a failure leaves nothing behind."""
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(MnistDataError, match="download"):
+    with pytest.raises(MnistDataError, match="downloading it failed"):
         load_mnist("test", download=True)
-    assert failing_download == [{"root": "data", "train": False, "download": True}]
+    assert len(failing_download) == 1
+    root = Path(str(failing_download[0]["root"]))
+    assert root.parent == cache.parent and root.name.startswith(".mnist.download-")
+    assert not (tmp_path / "data").exists()
+    assert files_under(cache.parent) == []
 
 
 def test_successful_download_is_then_read_from_torchvision_layout(
@@ -420,3 +442,398 @@ def test_error_messages_share_the_fix_text() -> None:
     for fragment in ("--data-dir", DATA_ENV_VAR, "--download", "train-images-idx3-ubyte.gz",
                      "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         assert fragment in fix
+
+
+# --------------------------------------------------------------------------- the per-user cache
+
+
+@dataclass
+class Mirror:
+    """A local MNIST mirror for torchvision: `files` by name (editable while it runs) and
+    the path of every request it answered."""
+
+    url: str
+    files: dict[str, bytes]
+    requests: list[str] = field(default_factory=list)
+    stall_on: str | None = None  # send half of this file, then wait for `release` before the rest
+    stalled: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))  # +1 per stall
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+@contextlib.contextmanager
+def serve(files: dict[str, bytes]) -> Iterator[Mirror]:
+    """An HTTP server on 127.0.0.1 (ephemeral port) in a background thread, stopped on exit."""
+    mirror = Mirror(url="", files=files)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            mirror.requests.append(self.path)
+            body = mirror.files.get(self.path.lstrip("/"))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            # torchvision GETs each file twice: first a redirect check, marked "Method: HEAD",
+            # that reads nothing, then the download itself.
+            if self.path.lstrip("/") == mirror.stall_on and self.headers.get("Method") != "HEAD":
+                self.wfile.write(body[: len(body) // 2])
+                mirror.stalled.release()
+                mirror.release.wait(120)
+                body = body[len(body) // 2 :]
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass  # keep the test output clean
+
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # a client hanging up is normal
+                super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    mirror.url = f"http://127.0.0.1:{server.server_port}/"
+    try:
+        yield mirror
+    finally:
+        mirror.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def point_torchvision_at(monkeypatch: pytest.MonkeyPatch, url: str, files: dict[str, bytes]) -> None:
+    """torchvision's MNIST downloads from `url` only, expecting the MD5s of `files` (the shared
+    files are recompressed, so their MD5s are not torchvision's canonical ones)."""
+    import torchvision.datasets
+
+    md5s = [(name, hashlib.md5(files.get(name, b"")).hexdigest()) for name in CACHE_FILES]
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [url])
+    monkeypatch.setattr(torchvision.datasets.MNIST, "resources", md5s)
+
+
+def dead_port() -> int:
+    """A 127.0.0.1 port nobody listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.is_file()) if folder.exists() else []
+
+
+def real_files(mnist_dir: Path) -> dict[str, bytes]:
+    return {name: (mnist_dir / name).read_bytes() for name in CACHE_FILES}
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mnist_dir: Path) -> Path:
+    """$XDG_CACHE_HOME in tmp_path, $SNN_MNIST_DATA and proxies unset; returns the MNIST cache path.
+
+    (It asks for `mnist_dir` first, so that fixture still sees $SNN_MNIST_DATA.)
+    """
+    monkeypatch.delenv(DATA_ENV_VAR, raising=False)
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    return tmp_path / "xdg-cache" / "snn-mnist" / "mnist"
+
+
+@pytest.fixture
+def offline_mirror(monkeypatch: pytest.MonkeyPatch, mnist_dir: Path) -> str:
+    """torchvision's only mirror is a 127.0.0.1 port where nothing listens: a machine offline."""
+    url = f"http://127.0.0.1:{dead_port()}/"
+    point_torchvision_at(monkeypatch, url, real_files(mnist_dir))
+    return url
+
+
+@pytest.fixture
+def mirror(monkeypatch: pytest.MonkeyPatch, mnist_dir: Path) -> Iterator[Mirror]:
+    """torchvision's only mirror is a local server of the real MNIST files."""
+    with serve(real_files(mnist_dir)) as running:
+        point_torchvision_at(monkeypatch, running.url, running.files)
+        yield running
+
+
+def test_main_job_with_no_data_flag_downloads_into_the_cache_once(
+    cache: Path, mirror: Mirror, mnist_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`snn-mnist reproduce --quick` with no data flag downloads MNIST into the cache (one short
+    notice, no torchvision progress bars) and succeeds; the cache then holds the four files as
+    served, nothing else is left beside it, and a later load makes no request at all."""
+    code = main(["reproduce", "--quick", "--out", str(tmp_path / "out"), "--threads", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    notices = [line for line in err.splitlines() if "downloading MNIST" in line]
+    assert notices == [f"snn-mnist: downloading MNIST (about 11 MB) once into {cache}; later runs reuse it"]
+    assert "%|" not in err and "Traceback" not in err
+    assert {path.lstrip("/") for path in mirror.requests} == set(CACHE_FILES)
+    assert files_under(cache.parent) == sorted(cache / name for name in CACHE_FILES)
+    for name in CACHE_FILES:
+        assert (cache / name).read_bytes() == (mnist_dir / name).read_bytes(), name
+
+    served = len(mirror.requests)
+    again = load_mnist("test")
+    assert torch.bincount(again.labels).tolist() == TEST_LABEL_COUNTS
+    assert len(mirror.requests) == served
+    assert "downloading" not in capsys.readouterr().err
+
+
+def test_complete_cache_needs_no_network(cache: Path, offline_mirror: str, mnist_dir: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """With the four files in the cache, loading works offline and announces nothing."""
+    cache.mkdir(parents=True)
+    for name in CACHE_FILES:
+        shutil.copy(mnist_dir / name, cache)
+    assert torch.bincount(load_mnist("test").labels).tolist() == TEST_LABEL_COUNTS
+    assert ensure_mnist_cache() == cache
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("server", ["nothing-listens", "404"])
+def test_offline_main_job_is_one_clean_error(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, mnist_dir: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str], server: str,
+) -> None:
+    """Offline, the main job exits 2 with one `snn-mnist: error:` line (after the download
+    notice) naming --data-dir, SNN_MNIST_DATA, the cache path and the reason; no traceback,
+    and nothing is left in the cache."""
+    with contextlib.ExitStack() as stack:
+        if server == "404":
+            url = stack.enter_context(serve({})).url
+        else:
+            url = f"http://127.0.0.1:{dead_port()}/"
+        point_torchvision_at(monkeypatch, url, real_files(mnist_dir))
+        code = main(["reproduce", "--quick", "--out", str(tmp_path / "out"), "--threads", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    errors = [line for line in lines if line.startswith("snn-mnist: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert all(line.startswith("snn-mnist: downloading MNIST") for line in lines[:-1]), err
+    assert_clear_message(errors[0], str(cache), "--data-dir", DATA_ENV_VAR, url,
+                         "Connection refused" if server == "nothing-listens" else "404")
+    assert files_under(cache.parent) == []
+
+
+def cut_gzip(data: bytes) -> bytes:
+    """The first half of a .gz file: an interrupted transfer."""
+    return data[: len(data) // 2]
+
+
+def recompress(raw: bytes) -> bytes:
+    return gzip.compress(raw, compresslevel=1)  # level 1: the 47 MB training images in a second
+
+
+def truncated_idx(data: bytes) -> bytes:
+    """A valid .gz of an IDX file one image short of what its header announces."""
+    return recompress(gzip.decompress(data)[:-784])
+
+
+def wrong_magic(data: bytes) -> bytes:
+    """A valid .gz whose IDX header says 'images' (2051)."""
+    return recompress(struct.pack(">I", IMAGE_MAGIC) + gzip.decompress(data)[4:])
+
+
+def first_100(data: bytes) -> bytes:
+    """A valid .gz of an IDX file holding only the first 100 examples (header rewritten)."""
+    raw = gzip.decompress(data)
+    ndim = raw[3]
+    header_size = 4 + 4 * ndim
+    item = int(np.prod(struct.unpack(f">{ndim}I", raw[4:header_size])[1:], dtype=np.int64))
+    header = raw[:4] + struct.pack(">I", 100) + raw[8:header_size]
+    return recompress(header + raw[header_size : header_size + 100 * item])
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "fragments"),
+    [
+        ("train-images-idx3-ubyte.gz", cut_gzip, ("downloading it failed", "EOFError")),
+        ("train-images-idx3-ubyte.gz", truncated_idx, ("failed our checks", "truncated")),
+        ("train-labels-idx1-ubyte.gz", wrong_magic, ("failed our checks", "magic number 2051", "2049")),
+        ("t10k-images-idx3-ubyte.gz", first_100, ("failed our checks", "disagree")),
+        ("t10k-labels-idx1-ubyte.gz", first_100, ("failed our checks", "disagree")),
+    ],
+    ids=["cut-gzip", "truncated-idx", "wrong-magic", "short-images", "short-labels"],
+)
+def test_corrupt_download_is_rejected_and_not_cached(
+    cache: Path,
+    mirror: Mirror,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    damage: Callable[[bytes], bytes],
+    fragments: tuple[str, ...],
+) -> None:
+    """A mirror serving a bad file whose MD5 matches (so torchvision accepts it) is refused by
+    our checks: one clear error naming the cache, and nothing moved into it."""
+    mirror.files[name] = damage(mirror.files[name])
+    point_torchvision_at(monkeypatch, mirror.url, mirror.files)
+    assert_clear_message(load_error(None), str(cache), *fragments)
+    assert files_under(cache.parent) == []
+
+
+def test_wrong_example_count_is_rejected(cache: Path, mirror: Mirror, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Consistent but short test files (100 images, 100 labels) are not MNIST: refused by count."""
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        mirror.files[name] = first_100(mirror.files[name])
+    point_torchvision_at(monkeypatch, mirror.url, mirror.files)
+    assert_clear_message(load_error(None), str(cache), "failed our checks", "100 examples", "10,000")
+    assert files_under(cache.parent) == []
+
+
+def test_damaged_cache_is_downloaded_again(cache: Path, mirror: Mirror, mnist_dir: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A cached file cut short (a disk error, a hand edit) is replaced by one new download."""
+    cache.mkdir(parents=True)
+    for name in CACHE_FILES:
+        shutil.copy(mnist_dir / name, cache)
+    damaged = cache / f"{TEST_LABELS}.gz"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    assert torch.bincount(load_mnist("test").labels).tolist() == TEST_LABEL_COUNTS
+    assert damaged.read_bytes() == (mnist_dir / f"{TEST_LABELS}.gz").read_bytes()
+    assert "cache is damaged" in capsys.readouterr().err
+    assert files_under(cache.parent) == sorted(cache / name for name in CACHE_FILES)
+
+
+def test_partial_cache_is_completed(cache: Path, mirror: Mirror, mnist_dir: Path) -> None:
+    """A cache holding only some files (a killed process between two renames) is filled up."""
+    cache.mkdir(parents=True)
+    shutil.copy(mnist_dir / f"{TEST_IMAGES}.gz", cache)
+    assert torch.bincount(load_mnist("test").labels).tolist() == TEST_LABEL_COUNTS
+    assert files_under(cache.parent) == sorted(cache / name for name in CACHE_FILES)
+
+
+def test_stale_download_leftovers_are_removed_recent_ones_kept(cache: Path, offline_mirror: str) -> None:
+    """A temporary download folder from a process killed long ago is deleted by the next download;
+    a recent one (maybe another process downloading now) is left alone."""
+    cache.parent.mkdir(parents=True)
+    old, recent = cache.parent / ".mnist.download-old", cache.parent / ".mnist.download-recent"
+    for leftover in (old, recent):
+        (leftover / "MNIST" / "raw").mkdir(parents=True)
+        (leftover / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").write_bytes(b"partial")
+    two_days_ago = (old.stat().st_mtime - 2 * 24 * 3600,) * 2
+    os.utime(old, two_days_ago)
+    with pytest.raises(MnistDataError):
+        load_mnist("test")
+    assert not old.exists() and recent.is_dir()
+    assert not cache.exists()
+
+
+def test_unwritable_cache_location_is_a_clean_error(cache: Path, offline_mirror: str) -> None:
+    """A cache that cannot be created (here a file is in the way) is named, with the fixes."""
+    cache.parent.parent.mkdir(parents=True)
+    cache.parent.write_text("not a folder")
+    assert_clear_message(load_error(None), str(cache), "cannot create", "XDG_CACHE_HOME")
+
+
+@pytest.mark.parametrize("xdg", [None, "", "relative/cache"], ids=["unset", "empty", "relative"])
+def test_cache_defaults_to_home_dot_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, xdg: str | None
+) -> None:
+    """Without a usable $XDG_CACHE_HOME (unset, empty, or relative: the XDG spec says to ignore
+    it) the cache is ~/.cache/snn-mnist/mnist."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert mnist_cache_dir() == tmp_path / "home" / ".cache" / "snn-mnist" / "mnist"
+
+
+def test_cache_follows_absolute_xdg_cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert mnist_cache_dir() == tmp_path / "xdg" / "snn-mnist" / "mnist"
+
+
+def test_given_folder_with_missing_files_never_touches_the_cache(
+    tmp_path: Path, cache: Path, offline_mirror: str
+) -> None:
+    """--data-dir without the files is today's error; no download, no cache, the folder unwritten."""
+    folder = tmp_path / "given"
+    folder.mkdir()
+    assert_clear_message(load_error(folder), "missing", TEST_IMAGES)
+    assert files_under(folder) == [] and not cache.parent.exists()
+
+
+DOWNLOAD_SCRIPT = """
+import sys
+import torchvision.datasets
+from training.data import CACHE_FILES, ensure_mnist_cache
+torchvision.datasets.MNIST.mirrors = [sys.argv[1]]
+torchvision.datasets.MNIST.resources = list(zip(CACHE_FILES, sys.argv[2].split(",")))
+ensure_mnist_cache()
+"""
+
+
+def download_in_subprocess(mirror: Mirror) -> subprocess.Popen[str]:
+    """Another process filling the same cache ($XDG_CACHE_HOME is inherited) from `mirror`."""
+    md5s = ",".join(hashlib.md5(mirror.files[name]).hexdigest() for name in CACHE_FILES)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [sys.executable, "-c", DOWNLOAD_SCRIPT, mirror.url, md5s],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_two_processes_downloading_at_once_both_succeed(cache: Path, mirror: Mirror, mnist_dir: Path) -> None:
+    """Two processes filling an empty cache at the same time (both held in mid-download until
+    both got there) both succeed, and the cache ends with the four files exactly as served,
+    nothing else beside it."""
+    mirror.stall_on = "train-labels-idx1-ubyte.gz"
+    processes = [download_in_subprocess(mirror), download_in_subprocess(mirror)]
+    try:
+        for _ in processes:
+            assert mirror.stalled.acquire(timeout=120), "a download never reached the stalled file"
+        mirror.release.set()
+        for process in processes:
+            _, err = process.communicate(timeout=300)
+            assert process.returncode == 0, err
+    finally:
+        for process in processes:
+            if process.poll() is None:  # a failed assertion above: do not leave it running
+                process.kill()
+                process.communicate()
+    assert files_under(cache.parent) == sorted(cache / name for name in CACHE_FILES)
+    for name in CACHE_FILES:
+        assert (cache / name).read_bytes() == (mnist_dir / name).read_bytes(), name
+
+
+def test_killed_download_leaves_no_file_in_the_cache(cache: Path, mirror: Mirror, mnist_dir: Path) -> None:
+    """A process killed in mid-download leaves nothing under the cache's names; the next run
+    ignores its (recent) leftover folder and downloads the whole cache."""
+    name = "train-images-idx3-ubyte.gz"
+    mirror.stall_on = name
+    process = download_in_subprocess(mirror)
+    try:
+        assert mirror.stalled.acquire(timeout=120), "the download never reached the stalled file"
+        partial = partial_download(cache, name)
+    finally:
+        process.kill()
+        process.communicate(timeout=60)
+    assert 0 < partial.stat().st_size < len(mirror.files[name])
+    assert files_under(cache) == []
+
+    mirror.stall_on = None
+    mirror.release.set()
+    assert torch.bincount(load_mnist("test").labels).tolist() == TEST_LABEL_COUNTS
+    assert partial.is_file()  # recent: maybe another process's download, so kept
+    for cached in CACHE_FILES:
+        assert (cache / cached).read_bytes() == (mnist_dir / cached).read_bytes(), cached
+
+
+def partial_download(cache: Path, name: str, timeout_s: float = 60.0) -> Path:
+    """The file `name` being downloaded beside `cache`, once it holds some bytes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [path for path in files_under(cache.parent) if path.name == name and path.stat().st_size > 0]
+        if found:
+            return found[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no partly downloaded {name} appeared beside {cache}")

@@ -3,16 +3,29 @@
 Where the data comes from, in order:
   1. the `data_dir` argument (the `--data-dir` flag of every command);
   2. the environment variable SNN_MNIST_DATA;
-  3. with `download=True` (`--download`), torchvision's downloader fills
-     `<data_dir or ./data>/MNIST/raw/` on a machine with internet access.
+  3. otherwise a per-user cache, `$XDG_CACHE_HOME/snn-mnist/mnist` (by default
+     `~/.cache/snn-mnist/mnist`), filled by one download the first time it is
+     needed, so that a fresh machine's commands work with no data flag at all.
+
+A data folder given by the user (1 or 2) is only read: never written to, never
+decompressed in place, except that `download=True` (`--download`) lets
+torchvision's downloader fill the missing files into `<data_dir>/MNIST/raw/`.
+
+The cache is filled through torchvision's downloader (it knows the mirrors and
+checks their MD5s) into a temporary folder beside the cache; the files are then
+checked like any data folder, plus MNIST's canonical sizes (60,000 training and
+10,000 test examples), and only then renamed into the cache one by one
+(`os.replace` is atomic).  So neither an interrupted download nor a second
+process downloading at the same time ever leaves a partial file under a final
+name; a killed download's temporary folder is ignored, and removed by the next
+download once it is a day old.  Offline, the download fails with one `MnistDataError` that names
+the cache and says how to point at local files instead.
 
 A data folder holds the four files, gzip-compressed or not, either directly or in
 torchvision's layout `MNIST/raw/`:
 
     train-images-idx3-ubyte[.gz]   train-labels-idx1-ubyte[.gz]
     t10k-images-idx3-ubyte[.gz]    t10k-labels-idx1-ubyte[.gz]
-
-The folder is only ever read (never written to, never decompressed in place).
 
 IDX format (big-endian): a 4-byte magic number 0x0000 0x08 ndim (0x08 = uint8),
 then ndim uint32 sizes, then the data.  Images: magic 2051, sizes (N, 28, 28).
@@ -22,9 +35,18 @@ Labels: magic 2049, size (N,).  Every check below turns a bad file into one
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -45,11 +67,18 @@ FILE_STEMS: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-HOW_TO_FIX = (
+SPLIT_SIZES: dict[str, int] = {"train": 60000, "test": 10000}  # canonical MNIST
+CACHE_FILES: tuple[str, ...] = tuple(f"{stem}.gz" for stems in FILE_STEMS.values() for stem in stems)
+DOWNLOAD_TIMEOUT_S = 30.0  # per socket wait; urllib's default is to wait forever
+STALE_DOWNLOAD_S = 24 * 3600  # a temporary download folder this old was abandoned
+LOCAL_FILES_FIX = (
     f"point --data-dir (or the {DATA_ENV_VAR} environment variable) at a folder holding the "
     "four MNIST IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; .gz optional), "
-    "or add --download on a machine with internet access"
+    "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz; .gz optional)"
+)
+HOW_TO_FIX = (
+    f"{LOCAL_FILES_FIX}, add --download to fetch them into that folder (needs internet), "
+    f"or give neither --data-dir nor {DATA_ENV_VAR} to use the per-user cache, downloaded once"
 )
 
 
@@ -84,11 +113,22 @@ class MnistSplit:
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
-    """The data folder from the argument, else from $SNN_MNIST_DATA, else None."""
+    """The data folder from the argument, else from $SNN_MNIST_DATA, else None (the cache)."""
     if data_dir is not None and str(data_dir) != "":
         return Path(data_dir).expanduser()
     from_env = os.environ.get(DATA_ENV_VAR, "")
     return Path(from_env).expanduser() if from_env else None
+
+
+def mnist_cache_dir() -> Path:
+    """The per-user MNIST cache: $XDG_CACHE_HOME/snn-mnist/mnist, else ~/.cache/snn-mnist/mnist.
+
+    As the XDG Base Directory spec says, an empty or relative $XDG_CACHE_HOME is ignored
+    (a relative one would put the cache wherever the command happens to run).
+    """
+    xdg_cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg_cache) if os.path.isabs(xdg_cache) else Path.home() / ".cache"
+    return base / "snn-mnist" / "mnist"
 
 
 def find_idx_file(folder: Path, stem: str) -> Path:
@@ -165,46 +205,163 @@ def _have_files(folder: Path, stems: tuple[str, ...]) -> bool:
     return True
 
 
-def _download(folder: Path, split: Split) -> None:
-    """Fetch MNIST with torchvision into folder/MNIST/raw (needs internet)."""
+def _one_line(error: BaseException) -> str:
+    """An exception as 'Type: message' on one line (torchvision's messages span several)."""
+    return f"{error.__class__.__name__}: {' '.join(str(error).split())}"
+
+
+def _problem_of(error: MnistDataError) -> str:
+    """What a check found wrong, without its 'Fix: ...' advice (for re-wrapping it)."""
+    return str(error).split(" Fix: ")[0].rstrip(".")
+
+
+_DOWNLOAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_bounded_download() -> Iterator[None]:
+    """Hide torchvision's progress bars, and bound each network wait by DOWNLOAD_TIMEOUT_S.
+
+    urllib waits forever by default, so on a machine whose firewall drops packets a
+    download would hang instead of failing.  torchvision offers no way to pass either
+    setting, so both are process-wide while a download runs (an existing socket timeout
+    is kept); the lock keeps two threads from nesting them and restoring them wrongly.
+    """
+    with _DOWNLOAD_LOCK:
+        previous = socket.getdefaulttimeout()
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S if previous is None else previous)
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+        finally:
+            socket.setdefaulttimeout(previous)
+
+
+def _torchvision_download(root: Path, train: bool) -> None:
+    """torchvision's MNIST downloader: all four files into root/MNIST/raw (.gz and unpacked).
+
+    It tries each of its mirrors and checks each file's MD5; any failure raises.
+    """
     from torchvision.datasets import MNIST
 
+    with _quiet_bounded_download():
+        MNIST(root=str(root), train=train, download=True)
+
+
+def _download(folder: Path, split: Split) -> None:
+    """Fetch MNIST with torchvision into folder/MNIST/raw (needs internet)."""
+    print(f"snn-mnist: downloading MNIST (about 11 MB) into {folder / 'MNIST' / 'raw'}", file=sys.stderr)
     try:
-        MNIST(root=str(folder), train=(split == "train"), download=True)
+        _torchvision_download(folder, train=(split == "train"))
     except Exception as error:  # network errors come in many types
         raise MnistDataError(
-            f"MNIST download into {folder} failed: {error.__class__.__name__}: {error}. "
+            f"MNIST download into {folder} failed: {_one_line(error)}. "
             f"Fix: check the internet connection, or {HOW_TO_FIX}."
         ) from error
 
 
-def load_mnist(
-    split: Split,
-    data_dir: str | os.PathLike[str] | None = None,
-    download: bool = False,
-) -> MnistSplit:
-    """Load a whole MNIST split ("train": 60,000 images, "test": 10,000) as tensors.
+def _offline_fix(cache: Path) -> str:
+    """How to get MNIST without downloading it into `cache`."""
+    return f"{LOCAL_FILES_FIX}, or copy the four .gz files into {cache}"
 
-    data_dir falls back to $SNN_MNIST_DATA; with download=True and no folder given,
-    ./data is used.  download=True fetches with torchvision only the files that
-    are not already there.
+
+def _remove_stale_downloads(cache: Path) -> None:
+    """Delete temporary download folders beside `cache` left by killed processes.
+
+    Only folders older than STALE_DOWNLOAD_S go: a younger one may belong to a
+    download running right now in another process.
     """
-    if split not in FILE_STEMS:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    folder = resolve_data_dir(data_dir)
-    if folder is None:
-        if not download:
-            raise MnistDataError(f"no MNIST data folder given. Fix: {HOW_TO_FIX}.")
-        folder = Path("data")
-    image_stem, label_stem = FILE_STEMS[split]
-    if download and not _have_files(folder, (image_stem, label_stem)):
-        _download(folder, split)
-    if not folder.is_dir():
-        problem = "is not a folder" if folder.exists() else "does not exist"
-        raise MnistDataError(f"MNIST data folder {problem}: {folder}. Fix: {HOW_TO_FIX}.")
+    for leftover in cache.parent.glob(f".{cache.name}.download-*"):
+        with contextlib.suppress(OSError):
+            if time.time() - leftover.stat().st_mtime > STALE_DOWNLOAD_S:
+                shutil.rmtree(leftover, ignore_errors=True)
 
-    image_path = find_idx_file(folder, image_stem)
-    label_path = find_idx_file(folder, label_stem)
+
+def _check_download(raw: Path, cache: Path) -> None:
+    """The downloaded .gz files pass every check of `_read_arrays` and have MNIST's sizes."""
+    try:
+        for split, (image_stem, label_stem) in FILE_STEMS.items():
+            images, _ = _read_arrays(raw / f"{image_stem}.gz", raw / f"{label_stem}.gz")
+            if len(images) != SPLIT_SIZES[split]:
+                raise MnistDataError(
+                    f"MNIST split of the wrong size: {raw / f'{image_stem}.gz'} holds "
+                    f"{len(images):,} examples, but MNIST's {split} split has {SPLIT_SIZES[split]:,}"
+                )
+    except MnistDataError as error:
+        problem = _problem_of(error).replace(f"{raw}{os.sep}", "")  # the temporary folder is gone
+        raise MnistDataError(
+            f"downloaded MNIST failed our checks and was not put into the cache {cache}: {problem}. "
+            f"Fix: rerun to download it again (a mirror may have served a bad file); "
+            f"offline, {_offline_fix(cache)}."
+        ) from error
+
+
+def _fill_cache(cache: Path, announcement: str) -> None:
+    """Download MNIST into a temporary folder beside `cache`, check it, then rename the four
+    .gz files into `cache` one by one (each rename is atomic; the unpacked copies are dropped)."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_downloads(cache)
+        staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}.download-", dir=cache.parent))
+    except OSError as error:
+        raise MnistDataError(
+            f"cannot create the MNIST cache folder {cache}: {_one_line(error)}. Fix: set "
+            f"XDG_CACHE_HOME to a writable absolute folder, or {LOCAL_FILES_FIX}."
+        ) from error
+    try:
+        print(announcement, file=sys.stderr)
+        try:
+            _torchvision_download(staging, train=False)  # train=False: it then loads only the small split
+        except Exception as error:  # network, HTTP, MD5 and unpacking errors come in many types
+            raise MnistDataError(
+                f"MNIST is not in the cache {cache} and downloading it failed: {_one_line(error)}. "
+                f"Fix: connect to the internet and rerun; offline, {_offline_fix(cache)}."
+            ) from error
+        raw = staging / "MNIST" / "raw"
+        _check_download(raw, cache)
+        try:
+            cache.mkdir(exist_ok=True)
+            for name in CACHE_FILES:
+                os.replace(raw / name, cache / name)
+        except OSError as error:
+            raise MnistDataError(
+                f"cannot write the MNIST cache {cache}: {_one_line(error)}. Fix: set XDG_CACHE_HOME "
+                f"to a writable absolute folder, or {LOCAL_FILES_FIX}."
+            ) from error
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _cache_is_complete(cache: Path) -> bool:
+    """All four .gz files are in the cache (each got there whole, by one rename)."""
+    return all((cache / name).is_file() for name in CACHE_FILES)
+
+
+def ensure_mnist_cache(cache: Path | None = None) -> Path:
+    """The cache folder (default `mnist_cache_dir()`), downloading MNIST into it if incomplete."""
+    cache = mnist_cache_dir() if cache is None else cache
+    if not _cache_is_complete(cache):
+        _fill_cache(
+            cache, f"snn-mnist: downloading MNIST (about 11 MB) once into {cache}; later runs reuse it"
+        )
+    return cache
+
+
+def _load_cached(split: Split, cache: Path) -> MnistSplit:
+    """A split from the cache, filling it first if needed; a damaged cache is downloaded again once."""
+    ensure_mnist_cache(cache)
+    image_path, label_path = (cache / f"{stem}.gz" for stem in FILE_STEMS[split])
+    try:
+        return _to_split(*_read_arrays(image_path, label_path))
+    except MnistDataError as error:  # a disk error or a hand edit: the files are ours to replace
+        _fill_cache(
+            cache, f"snn-mnist: the MNIST cache is damaged ({_problem_of(error)}); downloading it again"
+        )
+    return _to_split(*_read_arrays(image_path, label_path))
+
+
+def _read_arrays(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images (N, 28, 28) and labels (N,) as uint8 arrays, every check passed."""
     images = read_idx(image_path, IMAGE_MAGIC)
     labels = read_idx(label_path, LABEL_MAGIC)
 
@@ -229,7 +386,37 @@ def load_mnist(
             f"MNIST file malformed: {label_path} contains label {int(labels.max())}, "
             f"outside 0..{NUM_CLASSES - 1}. Fix: replace the file, or {HOW_TO_FIX}."
         )
+    return images, labels
 
+
+def _to_split(images: np.ndarray, labels: np.ndarray) -> MnistSplit:
+    """Checked uint8 arrays as the float32 [0, 1] images and int64 labels of an MnistSplit."""
     image_tensor = torch.from_numpy(images.astype(np.float32)) / 255.0
     label_tensor = torch.from_numpy(labels.astype(np.int64))
     return MnistSplit(images=image_tensor, labels=label_tensor)
+
+
+def load_mnist(
+    split: Split,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+) -> MnistSplit:
+    """Load a whole MNIST split ("train": 60,000 images, "test": 10,000) as tensors.
+
+    data_dir falls back to $SNN_MNIST_DATA, then to the per-user cache (`mnist_cache_dir()`),
+    which is downloaded once when incomplete, whatever `download` says.  For a folder given
+    by the user, download=True fetches with torchvision only the files that are not
+    already there; without it that folder is only read.
+    """
+    if split not in FILE_STEMS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    folder = resolve_data_dir(data_dir)
+    if folder is None:
+        return _load_cached(split, mnist_cache_dir())
+    image_stem, label_stem = FILE_STEMS[split]
+    if download and not _have_files(folder, (image_stem, label_stem)):
+        _download(folder, split)
+    if not folder.is_dir():
+        problem = "is not a folder" if folder.exists() else "does not exist"
+        raise MnistDataError(f"MNIST data folder {problem}: {folder}. Fix: {HOW_TO_FIX}.")
+    return _to_split(*_read_arrays(find_idx_file(folder, image_stem), find_idx_file(folder, label_stem)))
