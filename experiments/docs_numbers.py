@@ -2,21 +2,26 @@
 
 `snn-mnist explain` measures every number the docs in `docs/` quote and records
 each in a `NumberBook` under a key, with the format the docs print it in and a
-kind that says how exactly another machine can reproduce it:
+kind that says how exactly another machine reproduces it:
 
-    exact      pure logic or bit-exact float arithmetic (spike times, snnTorch
-               parity, closed forms): the same string everywhere;
-    float      a float computed through sums whose order may differ elsewhere
-               (a gradient norm, a loss): equal to about 1e-3 relative;
-    accuracy   a test accuracy in percent after training or evaluation: depends
-               on the float rounding of the matrix products, so on the CPU's
-               instruction set and the library versions, and not on anything else;
-    training   another number read off a trained network (say the largest weight
-               change): the same dependence, compared to a relative 5e-2;
-    roundoff   the size of a float rounding error (say 4e-16): its exact value
-               depends on the order of operations, its size does not;
-    environment the run's settings and library versions, quoted for the record:
-               compared only where the environment is the same.
+    exact       pure logic or bit-exact float arithmetic (spike times, snnTorch
+                parity, closed forms, counts): the same string everywhere;
+    float       a float computed through sums whose order may differ elsewhere
+                (a gradient norm, a loss at initialisation): equal to
+                FLOAT_RELATIVE_TOLERANCE;
+    evaluation  an accuracy (or share of images) of a network that was not
+                trained, its weights drawn from a seed: elsewhere only a rounding
+                difference that moves a membrane across the threshold changes it,
+                so it agrees to EVALUATION_TOLERANCE_POINTS;
+    statistic   a mean or a standard deviation over seeds of training runs: a
+                training run amplifies last-bit differences into another
+                trajectory, so another machine draws these afresh; each carries
+                its own tolerance, derived from its measured seed spread
+                (`mean_tolerance`, `sd_tolerance`), written into numbers.json;
+    roundoff    the size of a float rounding error (say 4e-16): its exact value
+                depends on the order of operations, its size does not;
+    environment the run's settings and library versions, quoted for the record,
+                never compared.
 
 The Markdown marks every quoted number as a span
 
@@ -25,14 +30,16 @@ The Markdown marks every quoted number as a span
 which renders on a code-hosting site as plain VALUE (HTML comments are not
 shown).  `render_markdown` rewrites each VALUE from the book; a doc whose
 rendering differs from its text quotes a stale number.  `numbers.json` holds
-the raw values, the formatted strings, the kinds, and the run's settings and
-environment (`environment()`), so a test can tell whether it may demand exact
-equality (same environment) or must allow for another machine's rounding.
+the raw values, the formatted strings, the kinds, the tolerances of the
+statistics, every seed's value behind each statistic ("runs"), and the run's
+settings and environment (`environment()`).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import platform
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,17 +53,25 @@ import torch
 
 from training.checkpoint import atomic_write_json
 from training.errors import SnnMnistError
+from training.runtime import describe_machine, machine_description
 
-NumberKind = Literal["exact", "float", "accuracy", "training", "roundoff", "environment"]
-KINDS: tuple[NumberKind, ...] = ("exact", "float", "accuracy", "training", "roundoff", "environment")
+NumberKind = Literal["exact", "float", "evaluation", "statistic", "roundoff", "environment"]
+KINDS: tuple[NumberKind, ...] = ("exact", "float", "evaluation", "statistic", "roundoff", "environment")
 NUMBERS_FILE = "numbers.json"
 SPAN = re.compile(r"<!-- num:([a-z0-9_]+) -->(.*?)<!-- /num -->")
 
-# What "close enough on another machine" means, per kind (see the module docstring).
+# What "the same number on another machine" means, per kind (see the module docstring).
 FLOAT_RELATIVE_TOLERANCE = 1e-3
-TRAINING_RELATIVE_TOLERANCE = 5e-2
-ACCURACY_TOLERANCE_POINTS = 1.0  # percentage points, for one-epoch test accuracies
+# An untrained network's accuracy: on five seeds, the native (AVX-512) run and the
+# ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2 run of the same machine gave identical
+# accuracies and silent shares; perturbing every fc1 current by a relative 1e-6 (ten
+# float32 roundings, far more than another kernel's reordering) moved seed 0's accuracy
+# by 0.01 points.  Five images of 10,000 is therefore ample.
+EVALUATION_TOLERANCE_POINTS = 0.05
 ROUNDOFF_CEILING = 1e-5  # a rounding error (float32 or float64) must stay below this
+# The chance that a correct statistic falls outside its interval on another machine
+# (per number; a docs test compares a few dozen, so about one false alarm in 300 runs).
+FALSE_ALARM = 1e-4
 
 
 class DocsNumbersError(SnnMnistError):
@@ -66,26 +81,154 @@ class DocsNumbersError(SnnMnistError):
 Value = float | int | str | Sequence[float] | Sequence[int]
 
 
+def student_t_cdf(x: float, degrees_of_freedom: float) -> float:
+    """P(T <= x) for Student's t with d degrees of freedom.
+
+    With x = sqrt(d) tan(theta) the density c (1 + x^2/d)^(-(d+1)/2) dx becomes
+    c sqrt(d) cos(theta)^(d-1) dtheta, smooth on [0, atan(x / sqrt(d))]: Simpson's rule
+    on 2,000 panels is exact to about 1e-12."""
+    d = float(degrees_of_freedom)
+    c = math.exp(math.lgamma((d + 1) / 2) - math.lgamma(d / 2)) / math.sqrt(d * math.pi)
+    end = math.atan(abs(x) / math.sqrt(d))
+    panels = 2000
+    h = end / panels
+    weights = np.ones(panels + 1)
+    weights[1:-1:2], weights[2:-1:2] = 4.0, 2.0
+    total = float(weights @ np.cos(np.arange(panels + 1) * h) ** (d - 1))
+    half = c * math.sqrt(d) * total * h / 3
+    return 0.5 + half if x >= 0 else 0.5 - half
+
+
+@functools.lru_cache(maxsize=None)
+def student_t_quantile(probability: float, degrees_of_freedom: float) -> float:
+    """The x with P(T <= x) = probability (bisection on `student_t_cdf`)."""
+    if not 0.5 <= probability < 1:
+        raise DocsNumbersError(f"t quantile: probability must lie in [0.5, 1), got {probability!r}")
+    low, high = 0.0, 1.0
+    while student_t_cdf(high, degrees_of_freedom) < probability:
+        high *= 2
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if student_t_cdf(middle, degrees_of_freedom) < probability else (low, middle)
+    return (low + high) / 2
+
+
+@dataclass(frozen=True)
+class SeedRuns:
+    """One quantity measured once per seed: the n values behind a mean and an sd."""
+
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.values) < 2:
+            raise DocsNumbersError(f"a seed statistic needs at least 2 seeds, got {len(self.values)}")
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def sd(self) -> float:
+        """Sample standard deviation (n - 1 in the denominator)."""
+        return float(np.std(self.values, ddof=1))
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A seed standard deviation and its degrees of freedom (n - 1, or summed when pooled)."""
+
+    sd: float
+    degrees_of_freedom: int
+
+    @staticmethod
+    def of(runs: SeedRuns) -> Spread:
+        return Spread(runs.sd, runs.n - 1)
+
+    @staticmethod
+    def pooled(family: Iterable[SeedRuns]) -> Spread:
+        """sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)): one sd for settings that share a spread."""
+        family = list(family)
+        degrees = sum(runs.n - 1 for runs in family)
+        return Spread(math.sqrt(sum((runs.n - 1) * runs.sd**2 for runs in family) / degrees), degrees)
+
+
+def mean_interval(spread: Spread, n: int) -> tuple[float, float]:
+    """How far below and above a mean of n seeds another run's mean of n seeds may lie.
+
+    A training run amplifies the last-bit differences of another CPU's float32 kernels
+    into another trajectory: for the same seed, the native and the AVX2-kernel run of one
+    machine differ about as much as two seeds do (docs/README.md gives the measurement).
+    So another machine draws the n runs afresh.  Then (new mean - old mean) / (s sqrt(2/n))
+    follows Student's t with the degrees of freedom of s: the interval is the two-sided
+    1 - FALSE_ALARM prediction interval."""
+    half = student_t_quantile(1 - FALSE_ALARM / 2, spread.degrees_of_freedom) * spread.sd * math.sqrt(2.0 / n)
+    return half, half
+
+
+def sd_interval(spread: Spread) -> tuple[float, float]:
+    """How far below and above a sample sd another run's may lie.
+
+    The ratio of two independent sample variances with d degrees of freedom each follows
+    F(d, d), and for X ~ F(d, d), (sqrt(d) / 2)(sqrt(X) - 1 / sqrt(X)) follows Student's t
+    with d degrees of freedom; so the new sd lies within a factor u of the old one, where
+    u - 1/u = 2 t / sqrt(d), with probability 1 - FALSE_ALARM."""
+    d = spread.degrees_of_freedom
+    t = student_t_quantile(1 - FALSE_ALARM / 2, d)
+    gap = 2 * t / math.sqrt(d)
+    factor = (gap + math.sqrt(gap**2 + 4)) / 2
+    return spread.sd - spread.sd / factor, spread.sd * factor - spread.sd
+
+
 @dataclass
 class NumberBook:
-    """Measured values under keys, each with its print format and kind."""
+    """Measured values under keys, each with its print format, kind and (statistics) interval."""
 
     values: dict[str, Any] = field(default_factory=dict)
     formatted: dict[str, str] = field(default_factory=dict)
     kinds: dict[str, NumberKind] = field(default_factory=dict)
+    tolerances: dict[str, list[float]] = field(default_factory=dict)
+    runs: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, key: str, value: Value, spec: str = "", kind: NumberKind = "exact") -> None:
+    def add(
+        self,
+        key: str,
+        value: Value,
+        spec: str = "",
+        kind: NumberKind = "exact",
+        tolerance: tuple[float, float] | None = None,
+    ) -> None:
         """Record `value` under `key`, printed with format `spec` (elementwise, comma-joined,
-        for a sequence).  A key may be recorded once only: two sections never share one."""
+        for a sequence).  A key may be recorded once only: two sections never share one.
+        A 'statistic' needs its tolerance (below, above): another run may measure anything
+        in [value - below, value + above]; no other kind takes one."""
         if not re.fullmatch(r"[a-z0-9_]+", key):
             raise DocsNumbersError(f"number key {key!r} must be lower-case letters, digits and _")
         if key in self.values:
             raise DocsNumbersError(f"number {key!r} recorded twice")
         if kind not in KINDS:
             raise DocsNumbersError(f"number {key!r}: unknown kind {kind!r}")
+        if (kind == "statistic") != (tolerance is not None):
+            raise DocsNumbersError(f"number {key!r}: a tolerance is given for, and only for, a statistic")
+        if tolerance is not None and not all(t >= 0 and math.isfinite(t) for t in tolerance):
+            raise DocsNumbersError(f"number {key!r}: tolerance must be non-negative and finite, got {tolerance!r}")
         self.values[key] = _plain(value)
         self.formatted[key] = format_value(value, spec)
         self.kinds[key] = kind
+        if tolerance is not None:
+            self.tolerances[key] = [float(tolerance[0]), float(tolerance[1])]
+
+    def add_seed_runs(self, key: str, runs: SeedRuns, spec: str, family: Spread | None = None) -> None:
+        """Record `key`_mean and `key`_sd of the runs as statistics, and the runs themselves.
+
+        The mean's interval uses `family`, the pooled spread of settings that share one
+        (more degrees of freedom than one setting's n - 1), when given."""
+        self.add(f"{key}_mean", runs.mean, spec, "statistic", mean_interval(family or Spread.of(runs), runs.n))
+        self.add(f"{key}_sd", runs.sd, spec, "statistic", sd_interval(Spread.of(runs)))
+        self.runs[key] = [float(value) for value in runs.values]
 
     def update(self, other: NumberBook) -> None:
         for key in other.values:
@@ -94,6 +237,8 @@ class NumberBook:
         self.values.update(other.values)
         self.formatted.update(other.formatted)
         self.kinds.update(other.kinds)
+        self.tolerances.update(other.tolerances)
+        self.runs.update(other.runs)
 
 
 def _plain(value: Value) -> Any:
@@ -124,7 +269,7 @@ def format_value(value: Value, spec: str) -> str:
 
 def environment(threads: int, seed: int) -> dict[str, Any]:
     """The settings and environment the numbers depend on: seed, threads, versions, and the
-    CPU instruction set torch dispatches to (which decides float rounding in matmuls)."""
+    machine (CPU model, the instruction set torch dispatches to, forced kernel paths)."""
     import matplotlib  # here, not at import: `snn-mnist --help` need not load it
 
     try:
@@ -133,11 +278,13 @@ def environment(threads: int, seed: int) -> dict[str, Any]:
         snntorch_version = snntorch.__version__
     except ImportError:  # pragma: no cover - explain needs snnTorch, see experiments.explain
         snntorch_version = "not installed"
+    machine = machine_description()
     return {
         "seed": seed,
         "threads": threads,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_capability": machine["torch_cpu_capability"],
         "machine": platform.machine(),
+        "machine_description": describe_machine(machine),
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -150,10 +297,17 @@ def environment(threads: int, seed: int) -> dict[str, Any]:
 
 
 def write_numbers(path: Path, book: NumberBook, meta: Mapping[str, Any]) -> None:
-    """numbers.json: {"meta": ..., "formatted": ..., "kinds": ..., "values": ...}."""
+    """numbers.json: {"meta", "formatted", "kinds", "tolerances", "values", "runs"}."""
     atomic_write_json(
         Path(path),
-        {"meta": dict(meta), "formatted": book.formatted, "kinds": book.kinds, "values": book.values},
+        {
+            "meta": dict(meta),
+            "formatted": book.formatted,
+            "kinds": book.kinds,
+            "tolerances": book.tolerances,
+            "values": book.values,
+            "runs": book.runs,
+        },
     )
 
 
@@ -188,45 +342,67 @@ def render_docs(docs_dir: Path, formatted: Mapping[str, str]) -> list[Path]:
     return changed
 
 
-def same_environment(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Whether two runs' meta agree on everything their float rounding depends on."""
-    keys = ("seed", "threads", "cpu_capability", "machine", "versions")
-    return all(a.get(key) == b.get(key) for key in keys)
+def allowed_range(numbers: Mapping[str, Any], key: str) -> tuple[float, float] | None:
+    """The values another run may measure for `key`, as (low, high) around numbers' value;
+    None where nothing is compared ('environment') or the value is not one number.
+    'exact' numbers are compared as printed strings, not by this range."""
+    kind, value = numbers["kinds"][key], numbers["values"][key]
+    if kind == "environment" or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    value = float(value)
+    if kind == "exact":
+        return value, value
+    if kind == "float":
+        return value - FLOAT_RELATIVE_TOLERANCE * abs(value), value + FLOAT_RELATIVE_TOLERANCE * abs(value)
+    if kind == "evaluation":
+        return value - EVALUATION_TOLERANCE_POINTS, value + EVALUATION_TOLERANCE_POINTS
+    if kind == "statistic":
+        below, above = numbers["tolerances"][key]
+        return value - below, value + above
+    return -ROUNDOFF_CEILING, ROUNDOFF_CEILING  # roundoff: any size below the ceiling
+
+
+def _within(committed: Mapping[str, Any], key: str, old: Any, new: Any) -> bool:
+    """Whether `new` (a number or a list) lies in the committed range of `key` (elementwise)."""
+    if isinstance(old, list):
+        return len(old) == len(new) and all(_within(committed, key, a, b) for a, b in zip(old, new, strict=True))
+    kind = committed["kinds"][key]
+    value = float(old)
+    if kind == "float":
+        return abs(float(new) - value) <= FLOAT_RELATIVE_TOLERANCE * abs(value)
+    if kind == "evaluation":
+        return abs(float(new) - value) <= EVALUATION_TOLERANCE_POINTS
+    if kind == "roundoff":
+        return max(abs(value), abs(float(new))) < ROUNDOFF_CEILING
+    below, above = committed["tolerances"][key]
+    return value - below <= float(new) <= value + above
 
 
 def compare(
     committed: Mapping[str, Any], fresh: Mapping[str, Any], keys: Iterable[str] | None = None
 ) -> list[str]:
-    """Differences between a committed numbers.json and a fresh one, one line each.
-
-    Same environment: every formatted string must be equal.  Another environment:
-    'environment' numbers are not compared, 'exact' ones must still be equal, 'float'
-    ones agree within FLOAT_RELATIVE_TOLERANCE, 'training' ones within
-    TRAINING_RELATIVE_TOLERANCE, 'accuracy' ones within ACCURACY_TOLERANCE_POINTS,
-    and 'roundoff' ones must both lie below ROUNDOFF_CEILING.
-    `keys` limits the comparison (default: every key of the fresh run).
-    """
-    strict = same_environment(committed["meta"], fresh["meta"])
+    """Differences between a committed numbers.json and a fresh one, one line each, by kind
+    (the module docstring): 'exact' numbers must print the same, 'environment' ones are
+    not compared, and every other one must lie in the committed range (`allowed_range`;
+    elementwise for a list).  The same rules hold on every machine: the machine is
+    recorded, never trusted to tell two kernel paths apart (two CPUs with the same
+    instruction set can still round differently).  `keys` limits the comparison
+    (default: every key of the fresh run)."""
     problems = []
     for key in fresh["formatted"] if keys is None else keys:
         if key not in committed["formatted"]:
             problems.append(f"{key}: not in the committed numbers (re-run snn-mnist explain --docs docs)")
             continue
         old, new = committed["formatted"][key], fresh["formatted"][key]
-        kind = fresh["kinds"][key]
-        if strict or kind == "exact":
-            ok = old == new
-        elif kind == "environment":
-            ok = True
-        elif kind in ("float", "training"):
-            a, b = float(committed["values"][key]), float(fresh["values"][key])
-            tolerance = FLOAT_RELATIVE_TOLERANCE if kind == "float" else TRAINING_RELATIVE_TOLERANCE
-            ok = abs(a - b) <= tolerance * max(abs(a), abs(b))
-        elif kind == "accuracy":
-            ok = abs(float(committed["values"][key]) - float(fresh["values"][key])) <= ACCURACY_TOLERANCE_POINTS
-        else:
-            ok = max(abs(float(committed["values"][key])), abs(float(fresh["values"][key]))) < ROUNDOFF_CEILING
-        if not ok:
-            how = "exactly (same environment)" if strict or kind == "exact" else f"as a {kind} number"
-            problems.append(f"{key}: docs say {old!r}, this run measured {new!r}; they must agree {how}")
+        kind = committed["kinds"][key]
+        if fresh["kinds"][key] != kind:
+            problems.append(f"{key}: committed as {kind}, measured now as {fresh['kinds'][key]}")
+        elif kind == "exact" and old != new:
+            problems.append(f"{key}: docs say {old!r}, this run measured {new!r}; they must agree exactly")
+        elif kind not in ("exact", "environment") and not _within(
+            committed, key, committed["values"][key], fresh["values"][key]
+        ):
+            span = allowed_range(committed, key)
+            where = f"in [{span[0]:.4g}, {span[1]:.4g}]" if span is not None else "elementwise within tolerance"
+            problems.append(f"{key}: docs say {old!r}, this run measured {new!r}; a {kind} must lie {where}")
     return problems

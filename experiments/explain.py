@@ -4,6 +4,9 @@
     snn-mnist explain --out explain --docs docs   the same, then rewrite docs/numbers.json,
                                                   docs/figures/*.png and the numbers in docs/*.md
     snn-mnist explain --quick --out DIR           everything but section 6's training sweep
+    snn-mnist explain --out DIR --check-against docs/numbers.json
+                                                  does this machine reproduce the docs? (exit 1
+                                                  if not; DIR/comparison.md has every number)
 
 The docs (docs/README.md) quote numbers only inside `<!-- num:KEY -->...<!-- /num -->`
 spans, and every KEY is measured here, by the library's own code, in one run
@@ -17,10 +20,15 @@ compare them).  One function per doc section:
     snntorch_section     05: each detail that makes two implementations disagree, vs snnTorch
     sweep_section        06: test accuracy after one epoch over slopes and alphas
 
-Training runs use `training.train.train` (the code behind `snn-mnist train`) with
-the study's defaults apart from the surrogate, on one thread by default, so a
-seed and thread count give the same numbers on the same machine every time.
-snnTorch (a test-only dependency) is needed for section 05, as for `crosscheck`.
+Training runs (`run_trial`) use `training.train.train` (the code behind `snn-mnist
+train`) with the study's defaults apart from the surrogate, one epoch each, for
+every one of `ExplainConfig.seeds` seeds: a training result depends on its seed,
+and in its last bits on the machine, so the docs quote it as a mean and sd over
+seeds (`NumberBook.add_seed_runs`).  Every run is independent and single-process
+on one thread by default, so a seed and thread count give the same numbers on
+the same machine every time, and `--jobs` runs them side by side in worker
+processes without changing a bit.  snnTorch (a test-only dependency) is needed
+for section 05, as for `crosscheck`.
 """
 
 from __future__ import annotations
@@ -30,9 +38,11 @@ import math
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -42,9 +52,15 @@ from experiments.cli import add_common_options
 from experiments.docs_numbers import (
     NUMBERS_FILE,
     NumberBook,
+    SeedRuns,
+    Spread,
+    allowed_range,
+    compare,
     environment,
+    mean_interval,
     read_numbers,
     render_docs,
+    sd_interval,
     write_numbers,
 )
 from lif_core import (
@@ -59,9 +75,11 @@ from lif_core import (
     unrolled_sequence,
 )
 from lif_core.surrogate import Surrogate, heaviside, make_surrogate
+from training.checkpoint import atomic_write_text
 from training.data import MnistSplit, load_mnist
 from training.errors import SnnMnistError
 from training.model import ModelConfig, SupervisedSNN
+from training.runtime import available_threads, configure_threads
 from training.train import TrainConfig, evaluate, spike_count_loss, train
 
 LIF_TRACE_FIGURE = "lif_trace.png"
@@ -75,7 +93,8 @@ FIGURES = (*QUICK_FIGURES, SWEEP_FIGURE)
 class ExplainConfig:
     """What explain measures; the defaults are what the committed docs quote."""
 
-    seed: int = 0
+    seed: int = 0  # the seed of single measurements, and the first of the training seeds
+    seeds: int = 5  # every training-derived number is a statistic over seeds seed .. seed + seeds - 1
     trace_steps: int = 30  # section 01 traces, dt = 1 ms per step
     constant_current: float = 0.3
     noisy_mean: float = 0.3
@@ -83,7 +102,14 @@ class ExplainConfig:
     tiny_train_images: int = 6400  # section 02: 50 batches of 128
     sweep_slopes: tuple[float, ...] = (0.5, 5.0, 25.0, 100.0, 500.0)
     sweep_alphas: tuple[float, ...] = (0.25, 2.0, 8.0, 32.0)
-    spread_seeds: tuple[int, ...] = (1, 2)  # the default surrogate again: seed-to-seed spread
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.seeds, int) or self.seeds < 2:
+            raise SnnMnistError(f"--seeds must be at least 2 (a spread needs two runs), got {self.seeds!r}")
+
+    @property
+    def training_seeds(self) -> tuple[int, ...]:
+        return tuple(range(self.seed, self.seed + self.seeds))
 
 
 def scale_tag(scale: float) -> str:
@@ -91,10 +117,9 @@ def scale_tag(scale: float) -> str:
     return format(scale, "g").replace(".", "p")
 
 
-def sweep_key(surrogate: str, scale: float | None, seed: int | None = None) -> str:
-    """numbers.json key of one sweep run's test accuracy."""
-    key = "sweep_" + surrogate + ("" if scale is None else "_" + scale_tag(scale))
-    return key + ("" if seed is None else f"_seed{seed}") + "_acc"
+def sweep_key(surrogate: str, scale: float | None) -> str:
+    """numbers.json key (stem) of one sweep setting's test accuracy."""
+    return "sweep_" + surrogate + ("" if scale is None else "_" + scale_tag(scale)) + "_acc"
 
 
 # --------------------------------------------------------------------------- 01 the LIF neuron
@@ -180,22 +205,83 @@ def quiet(_: str) -> None:
     """A log function that logs nothing (train() reports every epoch otherwise)."""
 
 
-def train_once(
-    train_split: MnistSplit, test_split: MnistSplit, surrogate: str, scale: float | None, seed: int
-) -> tuple[SupervisedSNN, float]:
-    """One epoch of the study's training with the given surrogate; (model, test accuracy %).
-    Artifacts go to a temporary folder: only the accuracy is kept."""
+class Trial(NamedTuple):
+    """One short training run: the study's settings but for the surrogate, for one seed,
+    on the first `train_images` training images (one epoch)."""
+
+    surrogate: str
+    scale: float | None
+    seed: int
+    train_images: int
+
+
+class TrialResult(NamedTuple):
+    test_accuracy: float  # percent, on every test image
+    max_weight_change: float  # largest |change| of any weight or bias from its initial value
+
+
+def run_trial(trial: Trial, train_split: MnistSplit, test_split: MnistSplit) -> TrialResult:
+    """Train one epoch with `training.train.train` (the code behind `snn-mnist train`).
+    Artifacts go to a temporary folder: only the accuracy and the weight change are kept."""
     with tempfile.TemporaryDirectory(prefix="snn-explain-") as folder:
         model, history = train(
-            train_split,
+            train_split.subset(trial.train_images),
             test_split,
-            ModelConfig(surrogate=surrogate, surrogate_scale=scale),
-            TrainConfig(epochs=1, seed=seed),
+            ModelConfig(surrogate=trial.surrogate, surrogate_scale=trial.scale),
+            TrainConfig(epochs=1, seed=trial.seed),
             Path(folder),
             progress=False,
             log=quiet,
         )
-    return model, history.test_acc_history[-1]
+    start = initial_model(trial.surrogate, trial.seed)
+    with torch.no_grad():
+        moved = max(float((a - b).abs().max()) for a, b in zip(model.parameters(), start.parameters(), strict=True))
+    return TrialResult(history.test_acc_history[-1], moved)
+
+
+def timed_trial(trial: Trial, train_split: MnistSplit, test_split: MnistSplit, threads: int) -> tuple[TrialResult, float]:
+    """`run_trial` on `threads` threads (in a worker process, or here), and its seconds."""
+    configure_threads(threads)
+    started = time.perf_counter()
+    return run_trial(trial, train_split, test_split), time.perf_counter() - started
+
+
+def run_trials(
+    trials: Sequence[Trial],
+    train_split: MnistSplit,
+    test_split: MnistSplit,
+    threads: int,
+    jobs: int = 1,
+    log: Log = print,
+) -> dict[Trial, TrialResult]:
+    """Every trial, in `jobs` processes at once (1: here, one after another).
+
+    Each run is independent and single-process, on `threads` threads, so its numbers do
+    not depend on `jobs`: two worker processes on two cores just take half the time."""
+    results: dict[Trial, TrialResult] = {}
+
+    def report(trial: Trial, result: TrialResult, seconds: float) -> None:
+        results[trial] = result
+        scale = "" if trial.scale is None else f" {trial.scale:g}"
+        log(
+            f"  [{len(results)}/{len(trials)}] {trial.surrogate}{scale}, seed {trial.seed}, "
+            f"{trial.train_images:,} images: {result.test_accuracy:.2f}% ({seconds:.0f} s)"
+        )
+
+    if jobs == 1:
+        for trial in trials:
+            report(trial, *timed_trial(trial, train_split, test_split, threads))
+        return results
+    # The splits are put in shared memory once; each task then pickles only a handle.
+    for split in (train_split, test_split):
+        split.images.share_memory_()
+        split.labels.share_memory_()
+    context = torch.multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(timed_trial, trial, train_split, test_split, threads): trial for trial in trials}
+        for future in as_completed(futures):
+            report(futures[future], *future.result())
+    return {trial: results[trial] for trial in trials}
 
 
 def initial_model(surrogate: str, seed: int) -> SupervisedSNN:
@@ -204,8 +290,21 @@ def initial_model(surrogate: str, seed: int) -> SupervisedSNN:
     return SupervisedSNN(ModelConfig(surrogate=surrogate))
 
 
+def true_gradient_trials(config: ExplainConfig) -> list[Trial]:
+    """Section 02's short runs: 50 steps with the true gradient and with the surrogate."""
+    return [
+        Trial(surrogate, None, seed, config.tiny_train_images)
+        for surrogate in ("heaviside", "fast_sigmoid")
+        for seed in config.training_seeds
+    ]
+
+
 def true_gradient_section(
-    book: NumberBook, config: ExplainConfig, train_split: MnistSplit, test_split: MnistSplit
+    book: NumberBook,
+    config: ExplainConfig,
+    train_split: MnistSplit,
+    test_split: MnistSplit,
+    results: Mapping[Trial, TrialResult],
 ) -> None:
     seed = config.seed
     batch = train_split.subset(128)
@@ -221,25 +320,26 @@ def true_gradient_section(
     book.add("zero_grad_grad_sum_heaviside", totals["heaviside"], "g")
     book.add("zero_grad_grad_sum_fast_sigmoid", totals["fast_sigmoid"], ".3g", "float")
 
-    untrained = initial_model("fast_sigmoid", seed).eval()
-    before = evaluate(untrained, test_split)
-    silent = (before.output_counts.sum(dim=1) == 0).double().mean().item()
-    book.add("zero_grad_initial_acc", before.accuracy, ".2f", "accuracy")
-    book.add("zero_grad_initial_silent_pct", 100 * silent, ".2f", "accuracy")
+    seeds = config.training_seeds
+    untrained = {s: evaluate(initial_model("fast_sigmoid", s).eval(), test_split) for s in seeds}
+    silent = (untrained[seed].output_counts.sum(dim=1) == 0).double().mean().item()
+    book.add("training_seeds", list(seeds), "d")
+    book.add("training_seed_count", len(seeds), "d")
+    book.add("zero_grad_initial_acc", untrained[seed].accuracy, ".2f", "evaluation")
+    book.add("zero_grad_initial_silent_pct", 100 * silent, ".2f", "evaluation")
+    book.add("untrained_acc_by_seed", [untrained[s].accuracy for s in seeds], ".2f", "evaluation")
     book.add("zero_grad_digit0_pct", 100 * (test_split.labels == 0).double().mean().item(), ".2f")
     book.add("zero_grad_test_images", len(test_split), ",d")
     book.add("tiny_train_images", config.tiny_train_images, "d")
     book.add("tiny_batches", config.tiny_train_images // TrainConfig().batch_size, "d")
-    tiny = train_split.subset(config.tiny_train_images)
-    for surrogate in ("heaviside", "fast_sigmoid"):
-        model, accuracy = train_once(tiny, test_split, surrogate, None, seed)
-        book.add(f"tiny_{surrogate}_acc", accuracy, ".2f", "accuracy")
-        start = initial_model(surrogate, seed)
-        with torch.no_grad():
-            moved = max(
-                float((a - b).abs().max()) for a, b in zip(model.parameters(), start.parameters(), strict=True)
-            )
-        book.add(f"tiny_{surrogate}_max_weight_change", moved, ".3g", "training" if moved else "exact")
+    true_runs = [results[Trial("heaviside", None, s, config.tiny_train_images)] for s in seeds]
+    surrogate_runs = [results[Trial("fast_sigmoid", None, s, config.tiny_train_images)] for s in seeds]
+    book.add("tiny_heaviside_acc_by_seed", [r.test_accuracy for r in true_runs], ".2f", "evaluation")
+    book.add("tiny_heaviside_max_weight_change", max(r.max_weight_change for r in true_runs), "g")
+    book.add_seed_runs("tiny_fast_sigmoid_acc", SeedRuns(tuple(r.test_accuracy for r in surrogate_runs)), ".2f")
+    book.add_seed_runs(
+        "tiny_fast_sigmoid_max_weight_change", SeedRuns(tuple(r.max_weight_change for r in surrogate_runs)), ".3f"
+    )
 
 
 # --------------------------------------------------------------------------- 03 surrogates
@@ -558,13 +658,27 @@ def snntorch_section(book: NumberBook, config: ExplainConfig) -> None:
 # --------------------------------------------------------------------------- 06 sweep
 
 
-def sweep_runs(config: ExplainConfig) -> list[tuple[str, str, float | None, int]]:
-    """(key, surrogate, scale, seed) of every one-epoch run of section 06."""
-    runs = [(sweep_key("heaviside", None), "heaviside", None, config.seed)]
-    runs += [(sweep_key("fast_sigmoid", s), "fast_sigmoid", s, config.seed) for s in config.sweep_slopes]
-    runs += [(sweep_key("atan", a), "atan", a, config.seed) for a in config.sweep_alphas]
-    runs += [(sweep_key("fast_sigmoid", 25.0, seed), "fast_sigmoid", 25.0, seed) for seed in config.spread_seeds]
-    return runs
+def sweep_settings(config: ExplainConfig) -> list[tuple[str, float | None]]:
+    """(surrogate, scale) of every row of section 06's table."""
+    return [
+        ("heaviside", None),
+        *[("fast_sigmoid", s) for s in config.sweep_slopes],
+        *[("atan", a) for a in config.sweep_alphas],
+    ]
+
+
+def sweep_trials(config: ExplainConfig, train_images: int) -> list[Trial]:
+    """One epoch over `train_images` images for every setting and every training seed."""
+    return [
+        Trial(surrogate, scale, seed, train_images)
+        for surrogate, scale in sweep_settings(config)
+        for seed in config.training_seeds
+    ]
+
+
+def is_wide(surrogate: str, scale: float | None) -> bool:
+    """At least as wide as the study's surrogate (fast sigmoid, slope 25), by half width."""
+    return half_width(make_surrogate(surrogate, scale)) >= half_width(FastSigmoid(25.0)) * (1 - 1e-9)
 
 
 def sweep_section(
@@ -572,39 +686,54 @@ def sweep_section(
     config: ExplainConfig,
     train_split: MnistSplit,
     test_split: MnistSplit,
+    results: Mapping[Trial, TrialResult],
     figures_dir: Path,
-    log: Log,
 ) -> None:
-    accuracies: dict[str, float] = {}
-    for key, surrogate, scale, seed in sweep_runs(config):
-        started = time.perf_counter()
-        _, accuracy = train_once(train_split, test_split, surrogate, scale, seed)
-        accuracies[key] = accuracy
-        book.add(key, accuracy, ".2f", "accuracy")
-        log(f"  {key}: {accuracy:.2f}% ({time.perf_counter() - started:.0f} s)")
-    default_runs = [accuracies[sweep_key("fast_sigmoid", 25.0)]] + [
-        accuracies[sweep_key("fast_sigmoid", 25.0, seed)] for seed in config.spread_seeds
-    ]
-    # The wide surrogates: every fast-sigmoid slope up to the study's 25, every alpha up to 8.
-    wide = [accuracies[sweep_key("fast_sigmoid", s)] for s in config.sweep_slopes if s <= 25.0]
-    wide += [accuracies[sweep_key("atan", a)] for a in config.sweep_alphas if a <= 8.0]
+    seeds = config.training_seeds
+    runs = {
+        (surrogate, scale): SeedRuns(tuple(results[Trial(surrogate, scale, s, len(train_split))].test_accuracy for s in seeds))
+        for surrogate, scale in sweep_settings(config)
+    }
+    book.add(sweep_key("heaviside", None) + "_by_seed", list(runs[("heaviside", None)].values), ".2f", "evaluation")
+    surrogates = [setting for setting in runs if setting[0] != "heaviside"]
+    wide = [setting for setting in surrogates if is_wide(*setting)]
+    narrow = [setting for setting in surrogates if not is_wide(*setting)]
+    # The wide settings share one seed spread (their sds agree, docs/README.md), so their
+    # means are compared with the pooled sd, which has many more degrees of freedom.
+    wide_spread = Spread.pooled(runs[setting] for setting in wide)
+    for setting in surrogates:
+        book.add_seed_runs(
+            sweep_key(*setting), runs[setting], ".2f", family=wide_spread if setting in wide else None
+        )
     book.add("sweep_wide_count", len(wide), "d")
-    book.add("sweep_wide_range_points", max(wide) - min(wide), ".2f", "accuracy")
-    book.add("sweep_spread_seeds", [config.seed, *config.spread_seeds], "d")
-    book.add("sweep_spread_points", max(default_runs) - min(default_runs), ".2f", "accuracy")
-    book.add("sweep_seed", config.seed, "d")
-    book.add("sweep_run_count", len(accuracies), "d")
+    book.add("sweep_narrow_count", len(narrow), "d")
+    book.add("sweep_wide_pooled_df", wide_spread.degrees_of_freedom, "d")
+    book.add("sweep_wide_pooled_sd", wide_spread.sd, ".2f", "statistic", sd_interval(wide_spread))
+    wide_means = [runs[setting].mean for setting in wide]
+    half = mean_interval(wide_spread, config.seeds)[0]
+    # max - min moves by at most the sum of two means' moves
+    book.add("sweep_wide_range_points", max(wide_means) - min(wide_means), ".2f", "statistic", (2 * half, 2 * half))
+    all_wide = SeedRuns(tuple(value for setting in wide for value in runs[setting].values))
+    book.add("sweep_wide_mean", all_wide.mean, ".2f", "statistic", mean_interval(wide_spread, all_wide.n))
+    for setting in narrow:
+        # how far below the wide settings' mean: both means move, by their own intervals
+        loss = all_wide.mean - runs[setting].mean
+        own = mean_interval(Spread.of(runs[setting]), config.seeds)[0]
+        wide_half = mean_interval(wide_spread, all_wide.n)[0]
+        book.add(f"{sweep_key(*setting)}_loss_points", loss, ".2f", "statistic", (own + wide_half, own + wide_half))
+    book.add("sweep_seed_count", len(seeds), "d")
+    book.add("sweep_run_count", len(runs) * len(seeds), "d")
     book.add("sweep_train_images", len(train_split), ",d")
     book.add("sweep_test_images", len(test_split), ",d")
     from experiments.explain_figures import plot_surrogate_sweep
 
     plot_surrogate_sweep(
-        {s: accuracies[sweep_key("fast_sigmoid", s)] for s in config.sweep_slopes},
-        {a: accuracies[sweep_key("atan", a)] for a in config.sweep_alphas},
+        {s: runs[("fast_sigmoid", s)].values for s in config.sweep_slopes},
+        {a: runs[("atan", a)].values for a in config.sweep_alphas},
         {("fast_sigmoid", s): half_width(FastSigmoid(s)) for s in config.sweep_slopes}
         | {("atan", a): half_width(ArcTan(a)) for a in config.sweep_alphas},
-        accuracies[sweep_key("heaviside", None)],
-        default_runs,
+        runs[("heaviside", None)].mean,
+        half_width(FastSigmoid(25.0)),
         figures_dir / SWEEP_FIGURE,
     )
 
@@ -619,33 +748,41 @@ def explain(
     test_split: MnistSplit,
     threads: int,
     quick: bool = False,
+    jobs: int = 1,
     log: Log = print,
 ) -> NumberBook:
-    """Measure everything, write out_dir/numbers.json and out_dir/figures/*.png."""
+    """Measure everything, write out_dir/numbers.json and out_dir/figures/*.png.
+
+    The training runs of sections 02 and 06 go first, all together, in `jobs` processes;
+    the sections then read their results."""
     out_dir = Path(out_dir)
     figures_dir = out_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     book = NumberBook()
+    trials = true_gradient_trials(config) + ([] if quick else sweep_trials(config, len(train_split)))
+    started = time.perf_counter()
+    log(f"training runs: {len(trials)} ({config.seeds} seeds each), {jobs} at a time ...")
+    results = run_trials(trials, train_split, test_split, threads, jobs, log)
+    log(f"training runs: done in {time.perf_counter() - started:.1f} s")
     sections: list[tuple[str, Callable[[], None]]] = [
         ("01 LIF neuron", lambda: lif_section(book, config, figures_dir)),
-        ("02 true gradient", lambda: true_gradient_section(book, config, train_split, test_split)),
+        ("02 true gradient", lambda: true_gradient_section(book, config, train_split, test_split, results)),
         ("03 surrogates", lambda: surrogate_section(book, config, figures_dir)),
         ("04 BPTT", lambda: bptt_section(book, config)),
         ("05 snnTorch", lambda: snntorch_section(book, config)),
     ]
     if not quick:
         sections.append(
-            ("06 sweep", lambda: sweep_section(book, config, train_split, test_split, figures_dir, log))
+            ("06 sweep", lambda: sweep_section(book, config, train_split, test_split, results, figures_dir))
         )
     for name, run in sections:
         started = time.perf_counter()
-        log(f"{name} ...")
         run()
         log(f"{name}: done in {time.perf_counter() - started:.1f} s")
     meta = {**environment(threads, config.seed), "quick": quick, "config": asdict(config)}
     for key in ("seed", "threads"):
         book.add(f"env_{key}", meta[key], "d", "environment")
-    book.add("env_cpu", meta["cpu_capability"], "", "environment")
+    book.add("env_machine", meta["machine_description"], "", "environment")
     for name, version in meta["versions"].items():
         book.add(f"env_{name}", version, "", "environment")
     meta["config"]["train_images"] = len(train_split)
@@ -673,29 +810,104 @@ def run_explain(args: argparse.Namespace) -> int:
         raise SnnMnistError(
             "--docs needs every number, including section 6's sweep; drop --quick to rewrite the docs"
         )
+    if args.check_against is not None and not args.check_against.is_file():
+        raise SnnMnistError(
+            f"--check-against {args.check_against}: no such file; point it at a numbers.json (e.g. docs/numbers.json)"
+        )
     prepare_runtime(args)
+    jobs = args.jobs if args.jobs is not None else max(1, available_threads() // args.threads)
+    if jobs < 1:
+        raise SnnMnistError(f"--jobs must be a positive integer, got {jobs}")
+    config = ExplainConfig(seed=args.seed, seeds=args.seeds)
     train_split = load_mnist("train", args.data_dir, download=args.download)
     test_split = load_mnist("test", args.data_dir, download=args.download)
-    config = ExplainConfig(seed=args.seed)
     started = time.perf_counter()
-    book = explain(config, args.out, train_split, test_split, args.threads, quick=args.quick)
+    book = explain(config, args.out, train_split, test_split, args.threads, quick=args.quick, jobs=jobs)
     print(f"{len(book.values)} numbers and the figures in {args.out} ({time.perf_counter() - started:.0f} s)")
     if args.docs is not None:
         changed = publish(args.out, args.docs)
         names = ", ".join(path.name for path in changed) or "none"
         print(f"docs in {args.docs}: numbers.json and figures written; Markdown files changed: {names}")
+    if args.check_against is not None:
+        return check_against(
+            read_numbers(args.check_against), read_numbers(args.out / NUMBERS_FILE), args.check_against, args.out
+        )
+    return 0
+
+
+COMPARISON_FILE = "comparison.md"
+
+
+def comparison_table(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> str:
+    """A Markdown table of every compared number that is not exact: the committed value, this
+    run's, their difference and the range this run had to fall in."""
+    rows = ["| number | kind | committed | this run | difference | allowed range | inside |", "|---|---|---|---|---|---|---|"]
+    for key, kind in committed["kinds"].items():
+        if kind in ("exact", "environment") or key not in fresh["values"]:
+            continue
+        old, new = committed["values"][key], fresh["values"][key]
+        pairs = list(zip(old, new, strict=True)) if isinstance(old, list) else [(old, new)]
+        difference = max(abs(float(b) - float(a)) for a, b in pairs)
+        span = allowed_range(committed, key)
+        allowed = f"[{span[0]:.4g}, {span[1]:.4g}]" if span is not None else "each within tolerance"
+        inside = "yes" if not compare(committed, fresh, keys=[key]) else "**no**"
+        rows.append(
+            f"| `{key}` | {kind} | {committed['formatted'][key]} | {fresh['formatted'][key]} | "
+            f"{difference:.3g} | {allowed} | {inside} |"
+        )
+    return "\n".join(rows) + "\n\n" + same_seed_table(committed, fresh)
+
+
+def same_seed_table(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> str:
+    """How far the same seed's run moved between the two runs, per statistic's setting,
+    beside how far a change of seed moves it (the committed runs' sd)."""
+    rows = [
+        "| runs of | seeds | largest same-seed difference | sd of the same-seed differences | seed-to-seed sd |",
+        "|---|---|---|---|---|",
+    ]
+    for key, old in committed.get("runs", {}).items():
+        new = fresh.get("runs", {}).get(key)
+        if new is None or len(new) != len(old):
+            continue
+        differences = [b - a for a, b in zip(old, new, strict=True)]
+        rows.append(
+            f"| `{key}` | {len(old)} | {max(abs(d) for d in differences):.3g} | "
+            f"{SeedRuns(tuple(differences)).sd:.3g} | {SeedRuns(tuple(old)).sd:.3g} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def check_against(committed: Mapping[str, Any], fresh: Mapping[str, Any], path: Path, out_dir: Path) -> int:
+    """Print how this run's numbers compare with a committed numbers.json, write the table to
+    out_dir/comparison.md; 1 if any number lies outside its range."""
+    problems = compare(committed, fresh)
+    header = (
+        f"This run ({fresh['meta'].get('machine_description', 'machine not recorded')}) against {path} "
+        f"({committed['meta'].get('machine_description', 'machine not recorded')}).\n\n"
+    )
+    atomic_write_text(Path(out_dir) / COMPARISON_FILE, header + comparison_table(committed, fresh))
+    if problems:
+        print(f"{len(problems)} numbers differ from {path} by more than their tolerance:")
+        for line in problems:
+            print("  " + line)
+        print(f"the whole comparison: {Path(out_dir) / COMPARISON_FILE}")
+        return 1
+    print(f"every number lies within its tolerance of {path} (table: {Path(out_dir) / COMPARISON_FILE})")
     return 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = ExplainConfig()
     parser = subparsers.add_parser(
         "explain",
         help="measure every number and figure of the surrogate-gradient guide in docs/",
         description=(
             "Compute every number the teaching docs quote and draw their figures: LIF traces, "
             "the zero true gradient, surrogate shapes, BPTT checks, the snnTorch details, and a "
-            "one-epoch training sweep over surrogate slopes. Writes numbers.json and figures/ to "
-            "--out; --docs DIR also rewrites the numbers in DIR/*.md, DIR/figures and DIR/numbers.json."
+            "one-epoch training sweep over surrogate slopes and alphas, each trained with several "
+            "seeds. Writes numbers.json and figures/ to --out; --docs DIR also rewrites the "
+            "numbers in DIR/*.md, DIR/figures and DIR/numbers.json; --check-against FILE says "
+            "whether every number lies within its tolerance of another run's numbers.json."
         ),
     )
     add_common_options(parser, out="explain", threads=False, device=False, backend=False)
@@ -703,10 +915,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         default=1,
-        help="threads for torch and Numba (default: 1, the setting the committed docs were made with)",
+        help="threads for torch and Numba per training run (default: 1, as the committed docs)",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=defaults.seeds,
+        help=f"seeds per training setting, from --seed on (default: {defaults.seeds})",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="training runs at once, each in its own process (default: cores / --threads); "
+        "the numbers do not depend on it",
     )
     parser.add_argument("--docs", type=Path, default=None, help="docs folder to rewrite (e.g. docs)")
     parser.add_argument(
-        "--quick", action="store_true", help="skip section 6's one-epoch training sweep (about 12 runs)"
+        "--check-against",
+        type=Path,
+        default=None,
+        help="a committed numbers.json (e.g. docs/numbers.json): exit 1 if a number lies outside its tolerance",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="skip section 6's one-epoch training sweep"
     )
     parser.set_defaults(handler=run_explain)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from lif_core.surrogate import ArcTan, FastSigmoid
@@ -121,59 +122,65 @@ def plot_surrogate_shapes(slopes: Sequence[float], alphas: Sequence[float], path
 
 
 def plot_surrogate_sweep(
-    fast_sigmoid: Mapping[float, float],
-    atan: Mapping[float, float],
+    fast_sigmoid: Mapping[float, Sequence[float]],
+    atan: Mapping[float, Sequence[float]],
     half_widths: Mapping[tuple[str, float], float],
     heaviside_accuracy: float,
-    default_seed_accuracies: Sequence[float],
+    study_half_width: float,
     path: Path,
 ) -> None:
-    """Test accuracy after one epoch: (a) against the fast-sigmoid slope, (b) against the arctan
-    alpha, (c) both against the derivative's half width at half maximum."""
-    figure = Figure(figsize=(13.0, 4.4))
-    panels = [
-        ("(a) fast sigmoid", "slope (log scale)", fast_sigmoid, "tab:purple", "o"),
-        ("(b) arctan", "alpha (log scale)", atan, "tab:green", "s"),
+    """Test accuracy after one epoch, every seed as a dot and the mean +- sd as a bar:
+    (a) against the fast-sigmoid slope, (b) against the arctan alpha, (c) both against the
+    derivative's half width at half maximum, with the study's surrogate's width marked."""
+    figure = Figure(figsize=(13.0, 4.6))
+    families = [
+        ("fast_sigmoid", "fast sigmoid", "slope (log scale)", fast_sigmoid, "tab:purple", "o"),
+        ("atan", "arctan", "alpha (log scale)", atan, "tab:green", "s"),
     ]
+    seeds = len(next(iter(fast_sigmoid.values())))
+
+    def draw(axes: Axes, xs: Sequence[float], results: Sequence[Sequence[float]], color: str, marker: str, label: str) -> None:
+        means = [float(np.mean(r)) for r in results]
+        sds = [float(np.std(r, ddof=1)) for r in results]
+        for x, r in zip(xs, results):
+            axes.plot([x] * len(r), r, linestyle="none", marker=marker, markersize=3, color=color, alpha=0.35)
+        axes.errorbar(xs, means, yerr=sds, marker=marker, color=color, capsize=3, label=label)
+
     shared = None
-    for index, (title, xlabel, results, color, marker) in enumerate(panels):
+    for index, (name, title, xlabel, results, color, marker) in enumerate(families):
         axes = figure.add_subplot(1, 3, index + 1, sharey=shared)
         shared = shared or axes
         scales = sorted(results)
-        values = [results[s] for s in scales]
-        axes.plot(scales, values, marker=marker, color=color)
-        for scale, value in zip(scales, values):
-            axes.annotate(f"{value:.2f}", (scale, value), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)
+        draw(axes, scales, [results[s] for s in scales], color, marker, f"mean ± sd of {seeds} seeds (dots: each seed)")
+        for scale in scales:
+            axes.annotate(f"{np.mean(results[scale]):.2f}", (scale, float(np.max(results[scale]))), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
         axes.set_xscale("log")
         axes.set_xlabel(xlabel)
-        axes.set_title(f"{title}: test accuracy after 1 epoch")
+        axes.set_title(f"({'ab'[index]}) {title}: test accuracy after 1 epoch")
         axes.grid(alpha=0.3, which="both")
+        axes.legend(fontsize=7, loc="lower left")
         if index == 0:
             axes.set_ylabel("test accuracy (%)")
-            low, high = min(default_seed_accuracies), max(default_seed_accuracies)
-            axes.errorbar([25.0], [(low + high) / 2], yerr=[[(high - low) / 2], [(high - low) / 2]], color="black", capsize=4, linewidth=1, label=f"slope 25, {len(default_seed_accuracies)} seeds: range")
-            axes.legend(fontsize=7, loc="lower left")
     axes = figure.add_subplot(1, 3, 3, sharey=shared)
-    for name, results, color, marker, label in (
-        ("fast_sigmoid", fast_sigmoid, "tab:purple", "o", "fast sigmoid"),
-        ("atan", atan, "tab:green", "s", "arctan"),
-    ):
+    for name, label, _, results, color, marker in families:
         scales = sorted(results)
-        axes.plot([half_widths[(name, s)] for s in scales], [results[s] for s in scales], marker=marker, color=color, label=label)
+        draw(axes, [half_widths[(name, s)] for s in scales], [results[s] for s in scales], color, marker, label)
+    axes.axvline(study_half_width, color="grey", linestyle=":", linewidth=1, label="the study's surrogate")
     axes.set_xscale("log")
     axes.set_xlabel("half width at half maximum of dS/dU (log scale)")
     axes.set_title("(c) both, against the width of dS/dU")
     axes.text(
-        0.03,
         0.97,
+        0.03,
         f"true (zero) gradient: {heaviside_accuracy:.2f}%\n(off this scale)",
         transform=axes.transAxes,
         fontsize=7,
         color="dimgrey",
-        va="top",
+        ha="right",
+        va="bottom",
     )
     low, high = shared.get_ylim() if shared is not None else axes.get_ylim()
     axes.set_ylim(low, high + 0.06 * (high - low))  # room for the value labels
     axes.grid(alpha=0.3, which="both")
-    axes.legend(fontsize=7, loc="lower right")
+    axes.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.12))
     _save(figure, path)

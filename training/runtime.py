@@ -10,7 +10,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import platform
 import random
+from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
@@ -41,6 +44,54 @@ def configure_threads(threads: int | None) -> int:
     torch.set_num_threads(count)
     numba.set_num_threads(count)
     return count
+
+
+# Environment variables that choose which float kernels torch and MKL run, and so
+# the last bits of every float32 matrix product (see `machine_description`).
+MATH_PATH_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def _cpuinfo_fields(path: Path = Path("/proc/cpuinfo")) -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        name, _, value = line.partition(":")
+        fields.setdefault(name.strip(), value.strip())
+    return fields
+
+
+def machine_description() -> dict[str, Any]:
+    """What a float result's last bits depend on besides the code and the seed.
+
+    A training run amplifies those bits, so trained numbers are named with the machine
+    they were measured on: the CPU model, the instruction set torch's kernels use, the
+    core count, and any environment variable that forces another kernel path."""
+    fields = _cpuinfo_fields()
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    if fields.get("cpu family") and fields.get("model"):
+        model = f"{model} (family {fields['cpu family']}, model {fields['model']})"
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "architecture": platform.machine(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "math_path_variables": {name: os.environ[name] for name in MATH_PATH_VARIABLES if name in os.environ},
+    }
+
+
+def describe_machine(description: dict[str, Any] | None = None) -> str:
+    """One line naming the machine, e.g. 'AMD EPYC (family 25, model 17), 2 cores, torch CPU
+    kernels AVX512'."""
+    machine = description if description is not None else machine_description()
+    line = f"{machine['cpu']}, {machine['cores']} cores, torch CPU kernels {machine['torch_cpu_capability']}"
+    forced = machine.get("math_path_variables") or {}
+    if forced:
+        line += " with " + " ".join(f"{name}={value}" for name, value in sorted(forced.items()))
+    return line
 
 
 def seed_everything(seed: int) -> None:
