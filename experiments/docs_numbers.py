@@ -42,7 +42,7 @@ import json
 import math
 import platform
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -81,36 +81,77 @@ class DocsNumbersError(SnnMnistError):
 Value = float | int | str | Sequence[float] | Sequence[int]
 
 
-def student_t_cdf(x: float, degrees_of_freedom: float) -> float:
-    """P(T <= x) for Student's t with d degrees of freedom.
+def incomplete_beta(x: float, a: float, b: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction
+    (Lentz's method, as in Numerical Recipes' betacf); exact to about 1e-14."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast below this point
+        return 1.0 - incomplete_beta(1.0 - x, b, a)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 1000):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * fraction
 
-    With x = sqrt(d) tan(theta) the density c (1 + x^2/d)^(-(d+1)/2) dx becomes
-    c sqrt(d) cos(theta)^(d-1) dtheta, smooth on [0, atan(x / sqrt(d))]: Simpson's rule
-    on 2,000 panels is exact to about 1e-12."""
+
+def student_t_cdf(x: float, degrees_of_freedom: float) -> float:
+    """P(T <= x) for Student's t with d degrees of freedom: 1 - I_{d/(d+x^2)}(d/2, 1/2) / 2 for x >= 0."""
     d = float(degrees_of_freedom)
-    c = math.exp(math.lgamma((d + 1) / 2) - math.lgamma(d / 2)) / math.sqrt(d * math.pi)
-    end = math.atan(abs(x) / math.sqrt(d))
-    panels = 2000
-    h = end / panels
-    weights = np.ones(panels + 1)
-    weights[1:-1:2], weights[2:-1:2] = 4.0, 2.0
-    total = float(weights @ np.cos(np.arange(panels + 1) * h) ** (d - 1))
-    half = c * math.sqrt(d) * total * h / 3
-    return 0.5 + half if x >= 0 else 0.5 - half
+    tail = 0.5 * incomplete_beta(d / (d + x * x), d / 2, 0.5)
+    return 1.0 - tail if x >= 0 else tail
+
+
+def f_cdf(x: float, numerator_df: float, denominator_df: float) -> float:
+    """P(F <= x) for the F distribution: I_{d1 x / (d1 x + d2)}(d1/2, d2/2)."""
+    if x <= 0:
+        return 0.0
+    d1, d2 = float(numerator_df), float(denominator_df)
+    return incomplete_beta(d1 * x / (d1 * x + d2), d1 / 2, d2 / 2)
+
+
+def _quantile(cdf: Callable[[float], float], probability: float, low: float) -> float:
+    """The x >= low with cdf(x) = probability, for an increasing cdf (bisection)."""
+    high = max(2 * low, 1.0)
+    while cdf(high) < probability:
+        high *= 2
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if cdf(middle) < probability else (low, middle)
+        if high - low <= 1e-12 * high:
+            break
+    return (low + high) / 2
 
 
 @functools.lru_cache(maxsize=None)
 def student_t_quantile(probability: float, degrees_of_freedom: float) -> float:
-    """The x with P(T <= x) = probability (bisection on `student_t_cdf`)."""
+    """The x with P(T <= x) = probability, for probability in [0.5, 1)."""
     if not 0.5 <= probability < 1:
         raise DocsNumbersError(f"t quantile: probability must lie in [0.5, 1), got {probability!r}")
-    low, high = 0.0, 1.0
-    while student_t_cdf(high, degrees_of_freedom) < probability:
-        high *= 2
-    for _ in range(100):
-        middle = (low + high) / 2
-        low, high = (middle, high) if student_t_cdf(middle, degrees_of_freedom) < probability else (low, middle)
-    return (low + high) / 2
+    return _quantile(lambda x: student_t_cdf(x, degrees_of_freedom), probability, 0.0)
+
+
+@functools.lru_cache(maxsize=None)
+def f_quantile(probability: float, numerator_df: float, denominator_df: float) -> float:
+    """The x with P(F <= x) = probability, for probability in (0, 1)."""
+    if not 0 < probability < 1:
+        raise DocsNumbersError(f"F quantile: probability must lie in (0, 1), got {probability!r}")
+    return _quantile(lambda x: f_cdf(x, numerator_df, denominator_df), probability, 0.0)
 
 
 @dataclass(frozen=True)
@@ -156,31 +197,30 @@ class Spread:
         return Spread(math.sqrt(sum((runs.n - 1) * runs.sd**2 for runs in family) / degrees), degrees)
 
 
-def mean_interval(spread: Spread, n: int) -> tuple[float, float]:
-    """How far below and above a mean of n seeds another run's mean of n seeds may lie.
+def mean_interval(spread: Spread, committed_n: int, fresh_n: int) -> tuple[float, float]:
+    """How far below and above the committed mean of `committed_n` runs another run's mean of
+    `fresh_n` runs may lie.
 
     A training run amplifies the last-bit differences of another CPU's float32 kernels
-    into another trajectory: for the same seed, the native and the AVX2-kernel run of one
-    machine differ about as much as two seeds do (docs/README.md gives the measurement).
-    So another machine draws the n runs afresh.  Then (new mean - old mean) / (s sqrt(2/n))
-    follows Student's t with the degrees of freedom of s: the interval is the two-sided
-    1 - FALSE_ALARM prediction interval."""
-    half = student_t_quantile(1 - FALSE_ALARM / 2, spread.degrees_of_freedom) * spread.sd * math.sqrt(2.0 / n)
+    into another trajectory: for the same seed, two kernel paths of one machine differ
+    about as much as two seeds do (docs/portability.md has the measurement).  So another
+    machine draws its runs afresh from the distribution the committed runs sample, and
+    (new mean - old mean) / (s sqrt(1/fresh_n + 1/committed_n)) follows Student's t with
+    the degrees of freedom of s: the interval is the two-sided 1 - FALSE_ALARM
+    prediction interval."""
+    t = student_t_quantile(1 - FALSE_ALARM / 2, spread.degrees_of_freedom)
+    half = t * spread.sd * math.sqrt(1.0 / fresh_n + 1.0 / committed_n)
     return half, half
 
 
-def sd_interval(spread: Spread) -> tuple[float, float]:
-    """How far below and above a sample sd another run's may lie.
-
-    The ratio of two independent sample variances with d degrees of freedom each follows
-    F(d, d), and for X ~ F(d, d), (sqrt(d) / 2)(sqrt(X) - 1 / sqrt(X)) follows Student's t
-    with d degrees of freedom; so the new sd lies within a factor u of the old one, where
-    u - 1/u = 2 t / sqrt(d), with probability 1 - FALSE_ALARM."""
-    d = spread.degrees_of_freedom
-    t = student_t_quantile(1 - FALSE_ALARM / 2, d)
-    gap = 2 * t / math.sqrt(d)
-    factor = (gap + math.sqrt(gap**2 + 4)) / 2
-    return spread.sd - spread.sd / factor, spread.sd * factor - spread.sd
+def sd_interval(spread: Spread, fresh_degrees_of_freedom: int) -> tuple[float, float]:
+    """How far below and above the committed sd another run's sample sd may lie: the ratio
+    of the new sample variance to the old follows F(fresh df, committed df), and the
+    interval holds its two-sided 1 - FALSE_ALARM range."""
+    d_fresh, d_old = fresh_degrees_of_freedom, spread.degrees_of_freedom
+    low = math.sqrt(f_quantile(FALSE_ALARM / 2, d_fresh, d_old))
+    high = math.sqrt(f_quantile(1 - FALSE_ALARM / 2, d_fresh, d_old))
+    return spread.sd * (1 - low), spread.sd * (high - 1)
 
 
 @dataclass
@@ -191,7 +231,7 @@ class NumberBook:
     formatted: dict[str, str] = field(default_factory=dict)
     kinds: dict[str, NumberKind] = field(default_factory=dict)
     tolerances: dict[str, list[float]] = field(default_factory=dict)
-    runs: dict[str, list[float]] = field(default_factory=dict)
+    runs: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def add(
         self,
@@ -221,14 +261,24 @@ class NumberBook:
         if tolerance is not None:
             self.tolerances[key] = [float(tolerance[0]), float(tolerance[1])]
 
-    def add_seed_runs(self, key: str, runs: SeedRuns, spec: str, family: Spread | None = None) -> None:
-        """Record `key`_mean and `key`_sd of the runs as statistics, and the runs themselves.
+    def add_seed_runs(
+        self,
+        key: str,
+        runs: SeedRuns,
+        spec: str,
+        fresh_n: int,
+        family: Spread | None = None,
+        by_path: Mapping[str, Sequence[float]] | None = None,
+    ) -> None:
+        """Record `key`_mean and `key`_sd of the runs as statistics, with the intervals
+        another run of `fresh_n` runs must fall in, and the runs themselves (`by_path`:
+        the same runs, per kernel path, in seed order).
 
         The mean's interval uses `family`, the pooled spread of settings that share one
         (more degrees of freedom than one setting's n - 1), when given."""
-        self.add(f"{key}_mean", runs.mean, spec, "statistic", mean_interval(family or Spread.of(runs), runs.n))
-        self.add(f"{key}_sd", runs.sd, spec, "statistic", sd_interval(Spread.of(runs)))
-        self.runs[key] = [float(value) for value in runs.values]
+        self.add(f"{key}_mean", runs.mean, spec, "statistic", mean_interval(family or Spread.of(runs), runs.n, fresh_n))
+        self.add(f"{key}_sd", runs.sd, spec, "statistic", sd_interval(Spread.of(runs), fresh_n - 1))
+        self.runs[key] = {path: [float(v) for v in values] for path, values in (by_path or {"": runs.values}).items()}
 
     def update(self, other: NumberBook) -> None:
         for key in other.values:

@@ -34,11 +34,13 @@ for section 05, as for `crosscheck`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -89,6 +91,18 @@ QUICK_FIGURES = (LIF_TRACE_FIGURE, SURROGATE_FIGURE)
 FIGURES = (*QUICK_FIGURES, SWEEP_FIGURE)
 
 
+# The float kernel paths of one x86-64 machine.  Each rounds float32 matrix products
+# differently in the last bits, as another CPU would, so a training run on each is a
+# fresh draw of what another machine measures.  "native" is this process's own
+# environment; the others are forced through variables that torch and MKL read when
+# they load, so their runs go to worker processes started with them.
+KERNEL_PATHS: dict[str, dict[str, str]] = {
+    "native": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"},
+    "compatible": {"MKL_CBWR": "COMPATIBLE"},
+}
+
+
 @dataclass(frozen=True)
 class ExplainConfig:
     """What explain measures; the defaults are what the committed docs quote."""
@@ -102,10 +116,18 @@ class ExplainConfig:
     tiny_train_images: int = 6400  # section 02: 50 batches of 128
     sweep_slopes: tuple[float, ...] = (0.5, 5.0, 25.0, 100.0, 500.0)
     sweep_alphas: tuple[float, ...] = (0.25, 2.0, 8.0, 32.0)
+    # every training run is repeated on each of these float kernel paths (KERNEL_PATHS)
+    kernel_paths: tuple[str, ...] = ("native",)
 
     def __post_init__(self) -> None:
         if not isinstance(self.seeds, int) or self.seeds < 2:
             raise SnnMnistError(f"--seeds must be at least 2 (a spread needs two runs), got {self.seeds!r}")
+        unknown = [path for path in self.kernel_paths if path not in KERNEL_PATHS]
+        if unknown or not self.kernel_paths or len(set(self.kernel_paths)) != len(self.kernel_paths):
+            raise SnnMnistError(
+                f"--kernel-paths {','.join(self.kernel_paths)}: give each at most once, from "
+                f"{', '.join(KERNEL_PATHS)} (e.g. native,avx2,compatible)"
+            )
 
     @property
     def training_seeds(self) -> tuple[int, ...]:
@@ -207,12 +229,13 @@ def quiet(_: str) -> None:
 
 class Trial(NamedTuple):
     """One short training run: the study's settings but for the surrogate, for one seed,
-    on the first `train_images` training images (one epoch)."""
+    on the first `train_images` training images (one epoch), on one kernel path."""
 
     surrogate: str
     scale: float | None
     seed: int
     train_images: int
+    kernel_path: str = "native"
 
 
 class TrialResult(NamedTuple):
@@ -257,7 +280,8 @@ def run_trials(
     """Every trial, in `jobs` processes at once (1: here, one after another).
 
     Each run is independent and single-process, on `threads` threads, so its numbers do
-    not depend on `jobs`: two worker processes on two cores just take half the time."""
+    not depend on `jobs`: two worker processes on two cores just take half the time.
+    Kernel paths other than "native" always run in worker processes (KERNEL_PATHS)."""
     results: dict[Trial, TrialResult] = {}
 
     def report(trial: Trial, result: TrialResult, seconds: float) -> None:
@@ -265,23 +289,54 @@ def run_trials(
         scale = "" if trial.scale is None else f" {trial.scale:g}"
         log(
             f"  [{len(results)}/{len(trials)}] {trial.surrogate}{scale}, seed {trial.seed}, "
-            f"{trial.train_images:,} images: {result.test_accuracy:.2f}% ({seconds:.0f} s)"
+            f"{trial.kernel_path} kernels, {trial.train_images:,} images: {result.test_accuracy:.2f}% ({seconds:.0f} s)"
         )
 
-    if jobs == 1:
-        for trial in trials:
-            report(trial, *timed_trial(trial, train_split, test_split, threads))
-        return results
+    for path in dict.fromkeys(trial.kernel_path for trial in trials):
+        batch = [trial for trial in trials if trial.kernel_path == path]
+        if path == "native" and jobs == 1:
+            for trial in batch:
+                report(trial, *timed_trial(trial, train_split, test_split, threads))
+        else:
+            _run_in_workers(batch, train_split, test_split, threads, jobs, KERNEL_PATHS[path], report)
+    return {trial: results[trial] for trial in trials}
+
+
+def _run_in_workers(
+    trials: Sequence[Trial],
+    train_split: MnistSplit,
+    test_split: MnistSplit,
+    threads: int,
+    jobs: int,
+    variables: Mapping[str, str],
+    report: Callable[[Trial, TrialResult, float], None],
+) -> None:
+    """The trials in `jobs` worker processes started with `variables` in their environment."""
     # The splits are put in shared memory once; each task then pickles only a handle.
     for split in (train_split, test_split):
         split.images.share_memory_()
         split.labels.share_memory_()
     context = torch.multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with _environment(variables), ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = {pool.submit(timed_trial, trial, train_split, test_split, threads): trial for trial in trials}
         for future in as_completed(futures):
             report(futures[future], *future.result())
-    return {trial: results[trial] for trial in trials}
+
+
+@contextlib.contextmanager
+def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the worker processes started inside; restore after.
+    (This process's torch and MKL have loaded already: they do not read them again.)"""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def initial_model(surrogate: str, seed: int) -> SupervisedSNN:
@@ -291,12 +346,25 @@ def initial_model(surrogate: str, seed: int) -> SupervisedSNN:
 
 
 def true_gradient_trials(config: ExplainConfig) -> list[Trial]:
-    """Section 02's short runs: 50 steps with the true gradient and with the surrogate."""
-    return [
-        Trial(surrogate, None, seed, config.tiny_train_images)
-        for surrogate in ("heaviside", "fast_sigmoid")
+    """Section 02's short runs: 50 steps with the true gradient (on the first kernel path:
+    it changes nothing, bit for bit) and with the surrogate (on every kernel path)."""
+    first = config.kernel_paths[0]
+    return [Trial("heaviside", None, seed, config.tiny_train_images, first) for seed in config.training_seeds] + [
+        Trial("fast_sigmoid", None, seed, config.tiny_train_images, path)
+        for path in config.kernel_paths
         for seed in config.training_seeds
     ]
+
+
+def seed_runs(
+    config: ExplainConfig, results: Mapping[Trial, TrialResult], trial: Trial, field: str = "test_accuracy"
+) -> tuple[SeedRuns, dict[str, list[float]]]:
+    """`field` of `trial` for every seed and kernel path: pooled, and per path in seed order."""
+    by_path = {
+        path: [float(getattr(results[trial._replace(seed=s, kernel_path=path)], field)) for s in config.training_seeds]
+        for path in config.kernel_paths
+    }
+    return SeedRuns(tuple(v for values in by_path.values() for v in values)), by_path
 
 
 def true_gradient_section(
@@ -332,14 +400,17 @@ def true_gradient_section(
     book.add("zero_grad_test_images", len(test_split), ",d")
     book.add("tiny_train_images", config.tiny_train_images, "d")
     book.add("tiny_batches", config.tiny_train_images // TrainConfig().batch_size, "d")
-    true_runs = [results[Trial("heaviside", None, s, config.tiny_train_images)] for s in seeds]
-    surrogate_runs = [results[Trial("fast_sigmoid", None, s, config.tiny_train_images)] for s in seeds]
+    first = config.kernel_paths[0]
+    true_runs = [results[Trial("heaviside", None, s, config.tiny_train_images, first)] for s in seeds]
     book.add("tiny_heaviside_acc_by_seed", [r.test_accuracy for r in true_runs], ".2f", "evaluation")
     book.add("tiny_heaviside_max_weight_change", max(r.max_weight_change for r in true_runs), "g")
-    book.add_seed_runs("tiny_fast_sigmoid_acc", SeedRuns(tuple(r.test_accuracy for r in surrogate_runs)), ".2f")
-    book.add_seed_runs(
-        "tiny_fast_sigmoid_max_weight_change", SeedRuns(tuple(r.max_weight_change for r in surrogate_runs)), ".3f"
-    )
+    tiny = Trial("fast_sigmoid", None, seed, config.tiny_train_images)
+    for key, field, spec in (
+        ("tiny_fast_sigmoid_acc", "test_accuracy", ".2f"),
+        ("tiny_fast_sigmoid_max_weight_change", "max_weight_change", ".3f"),
+    ):
+        runs, by_path = seed_runs(config, results, tiny, field)
+        book.add_seed_runs(key, runs, spec, fresh_n=config.seeds, by_path=by_path)
 
 
 # --------------------------------------------------------------------------- 03 surrogates
@@ -668,11 +739,15 @@ def sweep_settings(config: ExplainConfig) -> list[tuple[str, float | None]]:
 
 
 def sweep_trials(config: ExplainConfig, train_images: int) -> list[Trial]:
-    """One epoch over `train_images` images for every setting and every training seed."""
+    """One epoch over `train_images` images for every setting and every training seed, on
+    every kernel path (the true gradient on the first only: it changes nothing)."""
+    first = config.kernel_paths[0]
     return [
-        Trial(surrogate, scale, seed, train_images)
+        Trial(surrogate, scale, seed, train_images, path)
+        for path in config.kernel_paths
         for surrogate, scale in sweep_settings(config)
         for seed in config.training_seeds
+        if surrogate != "heaviside" or path == first
     ]
 
 
@@ -690,39 +765,52 @@ def sweep_section(
     figures_dir: Path,
 ) -> None:
     seeds = config.training_seeds
-    runs = {
-        (surrogate, scale): SeedRuns(tuple(results[Trial(surrogate, scale, s, len(train_split))].test_accuracy for s in seeds))
-        for surrogate, scale in sweep_settings(config)
+    first = config.kernel_paths[0]
+    heaviside = [results[Trial("heaviside", None, s, len(train_split), first)].test_accuracy for s in seeds]
+    book.add(sweep_key("heaviside", None) + "_by_seed", heaviside, ".2f", "evaluation")
+    surrogates = [setting for setting in sweep_settings(config) if setting[0] != "heaviside"]
+    pooled = {
+        setting: seed_runs(config, results, Trial(*setting, config.seed, len(train_split))) for setting in surrogates
     }
-    book.add(sweep_key("heaviside", None) + "_by_seed", list(runs[("heaviside", None)].values), ".2f", "evaluation")
-    surrogates = [setting for setting in runs if setting[0] != "heaviside"]
+    runs = {setting: pooled[setting][0] for setting in surrogates}
     wide = [setting for setting in surrogates if is_wide(*setting)]
     narrow = [setting for setting in surrogates if not is_wide(*setting)]
-    # The wide settings share one seed spread (their sds agree, docs/README.md), so their
-    # means are compared with the pooled sd, which has many more degrees of freedom.
+    # The wide settings share one seed spread (their sds agree, docs/portability.md), so
+    # their means are compared with the pooled sd, which has many more degrees of freedom.
     wide_spread = Spread.pooled(runs[setting] for setting in wide)
+    fresh_n = config.seeds  # what a check against these numbers runs: one kernel path
     for setting in surrogates:
         book.add_seed_runs(
-            sweep_key(*setting), runs[setting], ".2f", family=wide_spread if setting in wide else None
+            sweep_key(*setting),
+            runs[setting],
+            ".2f",
+            fresh_n=fresh_n,
+            family=wide_spread if setting in wide else None,
+            by_path=pooled[setting][1],
         )
     book.add("sweep_wide_count", len(wide), "d")
     book.add("sweep_narrow_count", len(narrow), "d")
     book.add("sweep_wide_pooled_df", wide_spread.degrees_of_freedom, "d")
-    book.add("sweep_wide_pooled_sd", wide_spread.sd, ".2f", "statistic", sd_interval(wide_spread))
+    book.add(
+        "sweep_wide_pooled_sd", wide_spread.sd, ".2f", "statistic",
+        sd_interval(wide_spread, len(wide) * (fresh_n - 1)),
+    )
     wide_means = [runs[setting].mean for setting in wide]
-    half = mean_interval(wide_spread, config.seeds)[0]
+    half = mean_interval(wide_spread, runs[wide[0]].n, fresh_n)[0]
     # max - min moves by at most the sum of two means' moves
     book.add("sweep_wide_range_points", max(wide_means) - min(wide_means), ".2f", "statistic", (2 * half, 2 * half))
     all_wide = SeedRuns(tuple(value for setting in wide for value in runs[setting].values))
-    book.add("sweep_wide_mean", all_wide.mean, ".2f", "statistic", mean_interval(wide_spread, all_wide.n))
+    wide_half = mean_interval(wide_spread, all_wide.n, len(wide) * fresh_n)[0]
+    book.add("sweep_wide_mean", all_wide.mean, ".2f", "statistic", (wide_half, wide_half))
     for setting in narrow:
         # how far below the wide settings' mean: both means move, by their own intervals
         loss = all_wide.mean - runs[setting].mean
-        own = mean_interval(Spread.of(runs[setting]), config.seeds)[0]
-        wide_half = mean_interval(wide_spread, all_wide.n)[0]
+        own = mean_interval(Spread.of(runs[setting]), runs[setting].n, fresh_n)[0]
         book.add(f"{sweep_key(*setting)}_loss_points", loss, ".2f", "statistic", (own + wide_half, own + wide_half))
+    book.add("sweep_run_total", runs[wide[0]].n, "d")
+    book.add("kernel_path_count", len(config.kernel_paths), "d")
     book.add("sweep_seed_count", len(seeds), "d")
-    book.add("sweep_run_count", len(runs) * len(seeds), "d")
+    book.add("sweep_run_count", sum(1 for trial in results if trial.train_images == len(train_split)), "d")
     book.add("sweep_train_images", len(train_split), ",d")
     book.add("sweep_test_images", len(test_split), ",d")
     from experiments.explain_figures import plot_surrogate_sweep
@@ -732,7 +820,7 @@ def sweep_section(
         {a: runs[("atan", a)].values for a in config.sweep_alphas},
         {("fast_sigmoid", s): half_width(FastSigmoid(s)) for s in config.sweep_slopes}
         | {("atan", a): half_width(ArcTan(a)) for a in config.sweep_alphas},
-        runs[("heaviside", None)].mean,
+        float(sum(heaviside) / len(heaviside)),
         half_width(FastSigmoid(25.0)),
         figures_dir / SWEEP_FIGURE,
     )
@@ -761,7 +849,10 @@ def explain(
     book = NumberBook()
     trials = true_gradient_trials(config) + ([] if quick else sweep_trials(config, len(train_split)))
     started = time.perf_counter()
-    log(f"training runs: {len(trials)} ({config.seeds} seeds each), {jobs} at a time ...")
+    log(
+        f"training runs: {len(trials)} ({config.seeds} seeds on {len(config.kernel_paths)} kernel path(s): "
+        f"{', '.join(config.kernel_paths)}), {jobs} at a time ..."
+    )
     results = run_trials(trials, train_split, test_split, threads, jobs, log)
     log(f"training runs: done in {time.perf_counter() - started:.1f} s")
     sections: list[tuple[str, Callable[[], None]]] = [
@@ -818,7 +909,7 @@ def run_explain(args: argparse.Namespace) -> int:
     jobs = args.jobs if args.jobs is not None else max(1, available_threads() // args.threads)
     if jobs < 1:
         raise SnnMnistError(f"--jobs must be a positive integer, got {jobs}")
-    config = ExplainConfig(seed=args.seed, seeds=args.seeds)
+    config = ExplainConfig(seed=args.seed, seeds=args.seeds, kernel_paths=tuple(args.kernel_paths.split(",")))
     train_split = load_mnist("train", args.data_dir, download=args.download)
     test_split = load_mnist("test", args.data_dir, download=args.download)
     started = time.perf_counter()
@@ -858,23 +949,42 @@ def comparison_table(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> 
     return "\n".join(rows) + "\n\n" + same_seed_table(committed, fresh)
 
 
-def same_seed_table(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> str:
-    """How far the same seed's run moved between the two runs, per statistic's setting,
-    beside how far a change of seed moves it (the committed runs' sd)."""
+def _same_seed_rows(pairs: Sequence[tuple[str, str, Sequence[float], Sequence[float], float]]) -> str:
     rows = [
-        "| runs of | seeds | largest same-seed difference | sd of the same-seed differences | seed-to-seed sd |",
-        "|---|---|---|---|---|",
+        "| runs of | compared | seeds | largest same-seed difference | sd of the same-seed differences | seed-to-seed sd |",
+        "|---|---|---|---|---|---|",
     ]
-    for key, old in committed.get("runs", {}).items():
-        new = fresh.get("runs", {}).get(key)
-        if new is None or len(new) != len(old):
-            continue
+    for key, label, old, new, seed_sd in pairs:
         differences = [b - a for a, b in zip(old, new, strict=True)]
         rows.append(
-            f"| `{key}` | {len(old)} | {max(abs(d) for d in differences):.3g} | "
-            f"{SeedRuns(tuple(differences)).sd:.3g} | {SeedRuns(tuple(old)).sd:.3g} |"
+            f"| `{key}` | {label} | {len(old)} | {max(abs(d) for d in differences):.3g} | "
+            f"{SeedRuns(tuple(differences)).sd:.3g} | {seed_sd:.3g} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def same_seed_table(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> str:
+    """How far the same seed's run moved between the two runs, per statistic's setting and
+    kernel path, beside how far a change of seed moves it (the committed runs' sd)."""
+    pairs = []
+    for key, old in committed.get("runs", {}).items():
+        for path, new in fresh.get("runs", {}).get(key, {}).items():
+            if path in old and len(old[path]) == len(new):
+                seed_sd = SeedRuns(tuple(v for values in old.values() for v in values)).sd
+                pairs.append((key, f"{path}, this run vs committed", old[path], new, seed_sd))
+    return _same_seed_rows(pairs)
+
+
+def kernel_path_table(numbers: Mapping[str, Any]) -> str:
+    """Within one run: how far each kernel path moved each seed's result from the first
+    path's, beside the seed-to-seed sd of the first path's runs (docs/portability.md)."""
+    pairs = []
+    for key, by_path in numbers.get("runs", {}).items():
+        paths = list(by_path)
+        seed_sd = SeedRuns(tuple(by_path[paths[0]])).sd
+        for path in paths[1:]:
+            pairs.append((key, f"{path} vs {paths[0]}", by_path[paths[0]], by_path[path], seed_sd))
+    return _same_seed_rows(pairs)
 
 
 def check_against(committed: Mapping[str, Any], fresh: Mapping[str, Any], path: Path, out_dir: Path) -> int:
@@ -929,6 +1039,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="training runs at once, each in its own process (default: cores / --threads); "
         "the numbers do not depend on it",
+    )
+    parser.add_argument(
+        "--kernel-paths",
+        default=",".join(defaults.kernel_paths),
+        help="repeat every training run on these float kernel paths, comma-separated, from "
+        f"{', '.join(KERNEL_PATHS)} (default: native; the committed docs use native,avx2,compatible)",
     )
     parser.add_argument("--docs", type=Path, default=None, help="docs folder to rewrite (e.g. docs)")
     parser.add_argument(

@@ -129,7 +129,7 @@ def plot_surrogate_sweep(
     study_half_width: float,
     path: Path,
 ) -> None:
-    """Test accuracy after one epoch, every seed as a dot and the mean +- sd as a bar:
+    """Test accuracy after one epoch, every run as a dot and the mean +- sd as a bar:
     (a) against the fast-sigmoid slope, (b) against the arctan alpha, (c) both against the
     derivative's half width at half maximum, with the study's surrogate's width marked."""
     figure = Figure(figsize=(13.0, 4.6))
@@ -137,7 +137,7 @@ def plot_surrogate_sweep(
         ("fast_sigmoid", "fast sigmoid", "slope (log scale)", fast_sigmoid, "tab:purple", "o"),
         ("atan", "arctan", "alpha (log scale)", atan, "tab:green", "s"),
     ]
-    seeds = len(next(iter(fast_sigmoid.values())))
+    runs = len(next(iter(fast_sigmoid.values())))
 
     def draw(axes: Axes, xs: Sequence[float], results: Sequence[Sequence[float]], color: str, marker: str, label: str) -> None:
         means = [float(np.mean(r)) for r in results]
@@ -151,7 +151,7 @@ def plot_surrogate_sweep(
         axes = figure.add_subplot(1, 3, index + 1, sharey=shared)
         shared = shared or axes
         scales = sorted(results)
-        draw(axes, scales, [results[s] for s in scales], color, marker, f"mean ± sd of {seeds} seeds (dots: each seed)")
+        draw(axes, scales, [results[s] for s in scales], color, marker, f"mean ± sd of {runs} runs (dots: each run)")
         for scale in scales:
             axes.annotate(f"{np.mean(results[scale]):.2f}", (scale, float(np.max(results[scale]))), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
         axes.set_xscale("log")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -56,6 +55,7 @@ from training.checkpoint import (
 from training.data import MnistSplit
 from training.metrics import classification_report, confusion_matrix
 from training.model import ModelConfig
+from training.runtime import describe_machine
 from training.train import (
     CONFIG_JSON,
     CURVES_CSV,
@@ -412,7 +412,8 @@ def build_report(context: Context, manifest: Manifest, reused: dict[str, bool], 
         "",
         f"Settings: `{json.dumps(config.to_json())}`",
         "",
-        f"Threads: {config.threads}; machine: {platform.machine()}, {platform.system()}; "
+        f"Threads: {config.threads}; machine: "
+        f"{describe_machine(experiment['machine']) if 'machine' in experiment else 'not recorded by the training stage'}; "
         f"versions: `{json.dumps(experiment.get('versions', library_versions()))}`.",
         "",
     ]

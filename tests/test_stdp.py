@@ -315,6 +315,11 @@ def test_quick_training_learns(mnist) -> None:
 
     network.train(mnist["train_x"][:1500], image_keys(0, STREAM_TRAIN, 0, np.arange(1500)))
     trained, baseline = accuracy(network), accuracy(untrained)
+    # The STDP simulation is float64 Numba and NumPy without torch's float32 products: seed 0
+    # gives the same 0.486 (untrained 0.122) natively and with NUMBA_CPU_NAME=haswell, and
+    # its 100-neuron run reproduced on a second CPU model (docs/stdp.md). Seeds 0-9 of this
+    # test gave 0.322-0.532 trained and 0.116-0.196 untrained (docs/portability.md), so the
+    # bounds below hold for the seed used with a margin, and would for most other seeds.
     assert trained > 0.4, f"a 50-neuron network after 1500 images should beat 40% (chance 10%), got {trained:.3f}"
     assert trained > baseline + 0.1, f"training should beat the untrained network: {trained:.3f} vs {baseline:.3f}"
     assert np.allclose(network.weights.sum(axis=0), config.weight_sum, rtol=1e-12, atol=0)

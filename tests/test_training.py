@@ -145,7 +145,14 @@ def test_fifty_batch_runs_with_one_seed_give_identical_weights(mnist_dir: Path, 
 
 def test_training_learns_and_writes_every_artifact(splits, tmp_path: Path) -> None:
     model, history = quiet_train(splits, tmp_path, epochs=2)
-    assert history.test_acc_history[-1] > 60.0  # 20 steps on 1,280 images; chance is 10%
+    # 20 Adam steps on 1,280 images, tested on 500; chance is 10%. A training-derived number,
+    # so the bound comes from its measured spread (docs/portability.md): seeds 0-9 gave
+    # 46.0-80.2% (mean 64.0, sd 10.4) on the native kernels and 45.4-82.4% with
+    # ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2; the same seed moved by up to 5.4 points
+    # between the two (seed 3, used here: 66.2 and 69.4). 30% lies 36 points below this
+    # seed's value (almost 7 times the largest same-seed move between kernel paths) and
+    # 3.3 seed sds below the mean, and is still three times chance.
+    assert history.test_acc_history[-1] > 30.0
     for name in (MODEL_FILE, "training_state.pt", "training_curves.csv", "training_curves.json", "experiment_config.json"):
         assert (tmp_path / name).is_file(), name
     curves = json.loads((tmp_path / "training_curves.json").read_text())
@@ -154,6 +161,9 @@ def test_training_learns_and_writes_every_artifact(splits, tmp_path: Path) -> No
     assert lines[0] == "epoch,train_acc,test_acc" and len(lines) == 3
     config = json.loads((tmp_path / "experiment_config.json").read_text())
     assert config["training"]["seed"] == 3 and "torch" in config["versions"]
+    # the machine is recorded with the run: trained numbers' last bits depend on it
+    assert config["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert config["machine"]["cpu"] and config["machine"]["cores"] >= 1
     reloaded = load_model(tmp_path / MODEL_FILE)
     assert evaluate(reloaded, splits[1]).accuracy == history.test_acc_history[-1]
     assert not list(tmp_path.glob("*.tmp")), "temporary files left behind"

@@ -53,6 +53,7 @@ from training.data import MnistSplit
 from training.errors import SnnMnistError
 from training.model import ModelConfig, SupervisedSNN
 from training.progress import progress_bar
+from training.runtime import machine_description
 
 MODEL_FILE = "supervised_snn_baseline_state_dict.pt"
 STATE_FILE = "training_state.pt"
@@ -287,7 +288,9 @@ def train(
         model = SupervisedSNN(model_config).to(device)
         optimizer = build_optimizer(model, train_config.learning_rate)
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out_dir / CONFIG_JSON, {**settings, "versions": library_versions()})
+    atomic_write_json(
+        out_dir / CONFIG_JSON, {**settings, "versions": library_versions(), "machine": machine_description()}
+    )
 
     images, labels = train_split.flat_images, train_split.labels
     start_epoch = len(history.test_acc_history)
