@@ -392,6 +392,21 @@ def render_docs(docs_dir: Path, formatted: Mapping[str, str]) -> list[Path]:
     return changed
 
 
+def _range(kind: NumberKind, value: float, tolerance: Sequence[float] | None) -> tuple[float, float]:
+    """(low, high) another run may measure for a number of `kind` committed as `value`."""
+    if kind == "float":
+        return value - FLOAT_RELATIVE_TOLERANCE * abs(value), value + FLOAT_RELATIVE_TOLERANCE * abs(value)
+    if kind == "evaluation":
+        return value - EVALUATION_TOLERANCE_POINTS, value + EVALUATION_TOLERANCE_POINTS
+    if kind == "statistic":
+        assert tolerance is not None
+        below, above = tolerance
+        return value - below, value + above
+    if kind == "roundoff":
+        return -ROUNDOFF_CEILING, ROUNDOFF_CEILING  # any size below the ceiling
+    return value, value  # exact
+
+
 def allowed_range(numbers: Mapping[str, Any], key: str) -> tuple[float, float] | None:
     """The values another run may measure for `key`, as (low, high) around numbers' value;
     None where nothing is compared ('environment') or the value is not one number.
@@ -399,17 +414,7 @@ def allowed_range(numbers: Mapping[str, Any], key: str) -> tuple[float, float] |
     kind, value = numbers["kinds"][key], numbers["values"][key]
     if kind == "environment" or not isinstance(value, (int, float)) or isinstance(value, bool):
         return None
-    value = float(value)
-    if kind == "exact":
-        return value, value
-    if kind == "float":
-        return value - FLOAT_RELATIVE_TOLERANCE * abs(value), value + FLOAT_RELATIVE_TOLERANCE * abs(value)
-    if kind == "evaluation":
-        return value - EVALUATION_TOLERANCE_POINTS, value + EVALUATION_TOLERANCE_POINTS
-    if kind == "statistic":
-        below, above = numbers["tolerances"][key]
-        return value - below, value + above
-    return -ROUNDOFF_CEILING, ROUNDOFF_CEILING  # roundoff: any size below the ceiling
+    return _range(kind, float(value), numbers["tolerances"].get(key))
 
 
 def _within(committed: Mapping[str, Any], key: str, old: Any, new: Any) -> bool:
@@ -417,15 +422,10 @@ def _within(committed: Mapping[str, Any], key: str, old: Any, new: Any) -> bool:
     if isinstance(old, list):
         return len(old) == len(new) and all(_within(committed, key, a, b) for a, b in zip(old, new, strict=True))
     kind = committed["kinds"][key]
-    value = float(old)
-    if kind == "float":
-        return abs(float(new) - value) <= FLOAT_RELATIVE_TOLERANCE * abs(value)
-    if kind == "evaluation":
-        return abs(float(new) - value) <= EVALUATION_TOLERANCE_POINTS
-    if kind == "roundoff":
-        return max(abs(value), abs(float(new))) < ROUNDOFF_CEILING
-    below, above = committed["tolerances"][key]
-    return value - below <= float(new) <= value + above
+    if kind == "roundoff":  # both must be rounding errors
+        return max(abs(float(old)), abs(float(new))) < ROUNDOFF_CEILING
+    low, high = _range(kind, float(old), committed["tolerances"].get(key))
+    return low <= float(new) <= high
 
 
 def compare(

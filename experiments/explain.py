@@ -20,44 +20,40 @@ compare them).  One function per doc section:
     snntorch_section     05: each detail that makes two implementations disagree, vs snnTorch
     sweep_section        06: test accuracy after one epoch over slopes and alphas
 
-Training runs (`run_trial`) use `training.train.train` (the code behind `snn-mnist
-train`) with the study's defaults apart from the surrogate, one epoch each, for
-every one of `ExplainConfig.seeds` seeds: a training result depends on its seed,
-and in its last bits on the machine, so the docs quote it as a mean and sd over
-seeds (`NumberBook.add_seed_runs`).  Every run is independent and single-process
-on one thread by default, so a seed and thread count give the same numbers on
-the same machine every time, and `--jobs` runs them side by side in worker
-processes without changing a bit.  snnTorch (a test-only dependency) is needed
-for section 05, as for `crosscheck`.
+Training runs (`experiments.trials`) use `training.train.train` (the code behind
+`snn-mnist train`) with the study's defaults apart from the surrogate, one epoch
+each, for every one of `ExplainConfig.seeds` seeds on every kernel path of
+`ExplainConfig.kernel_paths`: a training result depends on its seed, and in its
+last bits on the machine, so the docs quote it as a mean and sd over those runs
+(`NumberBook.add_seed_runs`).  Every run is independent and single-process on
+one thread by default, so a seed, thread count and kernel path give the same
+numbers on the same machine every time, and `--jobs` runs them side by side in
+worker processes without changing a bit.  `--check-against` lays a run beside
+the committed numbers (`experiments.docs_compare`).  snnTorch (a test-only
+dependency) is needed for section 05, as for `crosscheck`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
-import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from experiments.cli import add_common_options
+from experiments.docs_compare import check_against
 from experiments.docs_numbers import (
     NUMBERS_FILE,
     NumberBook,
     SeedRuns,
     Spread,
-    allowed_range,
-    compare,
     environment,
     mean_interval,
     read_numbers,
@@ -65,6 +61,7 @@ from experiments.docs_numbers import (
     sd_interval,
     write_numbers,
 )
+from experiments.trials import KERNEL_PATHS, Log, Trial, TrialResult, initial_model, run_trials
 from lif_core import (
     LIF,
     ArcTan,
@@ -77,30 +74,16 @@ from lif_core import (
     unrolled_sequence,
 )
 from lif_core.surrogate import Surrogate, heaviside, make_surrogate
-from training.checkpoint import atomic_write_text
 from training.data import MnistSplit, load_mnist
 from training.errors import SnnMnistError
-from training.model import ModelConfig, SupervisedSNN
-from training.runtime import available_threads, configure_threads
-from training.train import TrainConfig, evaluate, spike_count_loss, train
+from training.runtime import available_threads
+from training.train import TrainConfig, evaluate, spike_count_loss
 
 LIF_TRACE_FIGURE = "lif_trace.png"
 SURROGATE_FIGURE = "surrogate_shapes.png"
 SWEEP_FIGURE = "surrogate_sweep.png"
 QUICK_FIGURES = (LIF_TRACE_FIGURE, SURROGATE_FIGURE)
 FIGURES = (*QUICK_FIGURES, SWEEP_FIGURE)
-
-
-# The float kernel paths of one x86-64 machine.  Each rounds float32 matrix products
-# differently in the last bits, as another CPU would, so a training run on each is a
-# fresh draw of what another machine measures.  "native" is this process's own
-# environment; the others are forced through variables that torch and MKL read when
-# they load, so their runs go to worker processes started with them.
-KERNEL_PATHS: dict[str, dict[str, str]] = {
-    "native": {},
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"},
-    "compatible": {"MKL_CBWR": "COMPATIBLE"},
-}
 
 
 # The kernel paths the committed docs pool (docs/portability.md).
@@ -223,130 +206,6 @@ def lif_section(book: NumberBook, config: ExplainConfig, figures_dir: Path) -> N
 
 
 # --------------------------------------------------------------------------- 02 the true gradient
-
-Log = Callable[[str], None]
-
-
-def quiet(_: str) -> None:
-    """A log function that logs nothing (train() reports every epoch otherwise)."""
-
-
-class Trial(NamedTuple):
-    """One short training run: the study's settings but for the surrogate, for one seed,
-    on the first `train_images` training images (one epoch), on one kernel path."""
-
-    surrogate: str
-    scale: float | None
-    seed: int
-    train_images: int
-    kernel_path: str = "native"
-
-
-class TrialResult(NamedTuple):
-    test_accuracy: float  # percent, on every test image
-    max_weight_change: float  # largest |change| of any weight or bias from its initial value
-
-
-def run_trial(trial: Trial, train_split: MnistSplit, test_split: MnistSplit) -> TrialResult:
-    """Train one epoch with `training.train.train` (the code behind `snn-mnist train`).
-    Artifacts go to a temporary folder: only the accuracy and the weight change are kept."""
-    with tempfile.TemporaryDirectory(prefix="snn-explain-") as folder:
-        model, history = train(
-            train_split.subset(trial.train_images),
-            test_split,
-            ModelConfig(surrogate=trial.surrogate, surrogate_scale=trial.scale),
-            TrainConfig(epochs=1, seed=trial.seed),
-            Path(folder),
-            progress=False,
-            log=quiet,
-        )
-    start = initial_model(trial.surrogate, trial.seed)
-    with torch.no_grad():
-        moved = max(float((a - b).abs().max()) for a, b in zip(model.parameters(), start.parameters(), strict=True))
-    return TrialResult(history.test_acc_history[-1], moved)
-
-
-def timed_trial(trial: Trial, train_split: MnistSplit, test_split: MnistSplit, threads: int) -> tuple[TrialResult, float]:
-    """`run_trial` on `threads` threads (in a worker process, or here), and its seconds."""
-    configure_threads(threads)
-    started = time.perf_counter()
-    return run_trial(trial, train_split, test_split), time.perf_counter() - started
-
-
-def run_trials(
-    trials: Sequence[Trial],
-    train_split: MnistSplit,
-    test_split: MnistSplit,
-    threads: int,
-    jobs: int = 1,
-    log: Log = print,
-) -> dict[Trial, TrialResult]:
-    """Every trial, in `jobs` processes at once (1: here, one after another).
-
-    Each run is independent and single-process, on `threads` threads, so its numbers do
-    not depend on `jobs`: two worker processes on two cores just take half the time.
-    Kernel paths other than "native" always run in worker processes (KERNEL_PATHS)."""
-    results: dict[Trial, TrialResult] = {}
-
-    def report(trial: Trial, result: TrialResult, seconds: float) -> None:
-        results[trial] = result
-        scale = "" if trial.scale is None else f" {trial.scale:g}"
-        log(
-            f"  [{len(results)}/{len(trials)}] {trial.surrogate}{scale}, seed {trial.seed}, "
-            f"{trial.kernel_path} kernels, {trial.train_images:,} images: {result.test_accuracy:.2f}% ({seconds:.0f} s)"
-        )
-
-    for path in dict.fromkeys(trial.kernel_path for trial in trials):
-        batch = [trial for trial in trials if trial.kernel_path == path]
-        if path == "native" and jobs == 1:
-            for trial in batch:
-                report(trial, *timed_trial(trial, train_split, test_split, threads))
-        else:
-            _run_in_workers(batch, train_split, test_split, threads, jobs, KERNEL_PATHS[path], report)
-    return {trial: results[trial] for trial in trials}
-
-
-def _run_in_workers(
-    trials: Sequence[Trial],
-    train_split: MnistSplit,
-    test_split: MnistSplit,
-    threads: int,
-    jobs: int,
-    variables: Mapping[str, str],
-    report: Callable[[Trial, TrialResult, float], None],
-) -> None:
-    """The trials in `jobs` worker processes started with `variables` in their environment."""
-    # The splits are put in shared memory once; each task then pickles only a handle.
-    for split in (train_split, test_split):
-        split.images.share_memory_()
-        split.labels.share_memory_()
-    context = torch.multiprocessing.get_context("spawn")
-    with _environment(variables), ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(timed_trial, trial, train_split, test_split, threads): trial for trial in trials}
-        for future in as_completed(futures):
-            report(futures[future], *future.result())
-
-
-@contextlib.contextmanager
-def _environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the worker processes started inside; restore after.
-    (This process's torch and MKL have loaded already: they do not read them again.)"""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def initial_model(surrogate: str, seed: int) -> SupervisedSNN:
-    """The untrained network exactly as `train` builds it for this seed."""
-    torch.manual_seed(seed)
-    return SupervisedSNN(ModelConfig(surrogate=surrogate))
 
 
 def true_gradient_trials(config: ExplainConfig) -> list[Trial]:
@@ -931,86 +790,6 @@ def run_explain(args: argparse.Namespace) -> int:
         return check_against(
             read_numbers(args.check_against), read_numbers(args.out / NUMBERS_FILE), args.check_against, args.out
         )
-    return 0
-
-
-COMPARISON_FILE = "comparison.md"
-
-
-def comparison_table(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> str:
-    """A Markdown table of every compared number that is not exact: the committed value, this
-    run's, their difference and the range this run had to fall in."""
-    rows = ["| number | kind | committed | this run | difference | allowed range | inside |", "|---|---|---|---|---|---|---|"]
-    for key, kind in committed["kinds"].items():
-        if kind in ("exact", "environment") or key not in fresh["values"]:
-            continue
-        old, new = committed["values"][key], fresh["values"][key]
-        pairs = list(zip(old, new, strict=True)) if isinstance(old, list) else [(old, new)]
-        difference = max(abs(float(b) - float(a)) for a, b in pairs)
-        span = allowed_range(committed, key)
-        allowed = f"[{span[0]:.4g}, {span[1]:.4g}]" if span is not None else "each within tolerance"
-        inside = "yes" if not compare(committed, fresh, keys=[key]) else "**no**"
-        rows.append(
-            f"| `{key}` | {kind} | {committed['formatted'][key]} | {fresh['formatted'][key]} | "
-            f"{difference:.3g} | {allowed} | {inside} |"
-        )
-    return "\n".join(rows) + "\n\n" + same_seed_table(committed, fresh)
-
-
-def _same_seed_rows(pairs: Sequence[tuple[str, str, Sequence[float], Sequence[float], float]]) -> str:
-    rows = [
-        "| runs of | compared | seeds | largest same-seed difference | sd of the same-seed differences | seed-to-seed sd |",
-        "|---|---|---|---|---|---|",
-    ]
-    for key, label, old, new, seed_sd in pairs:
-        differences = [b - a for a, b in zip(old, new, strict=True)]
-        rows.append(
-            f"| `{key}` | {label} | {len(old)} | {max(abs(d) for d in differences):.3g} | "
-            f"{SeedRuns(tuple(differences)).sd:.3g} | {seed_sd:.3g} |"
-        )
-    return "\n".join(rows) + "\n"
-
-
-def same_seed_table(committed: Mapping[str, Any], fresh: Mapping[str, Any]) -> str:
-    """How far the same seed's run moved between the two runs, per statistic's setting and
-    kernel path, beside how far a change of seed moves it (the committed runs' sd)."""
-    pairs = []
-    for key, old in committed.get("runs", {}).items():
-        for path, new in fresh.get("runs", {}).get(key, {}).items():
-            if path in old and len(old[path]) == len(new):
-                seed_sd = SeedRuns(tuple(v for values in old.values() for v in values)).sd
-                pairs.append((key, f"{path}, this run vs committed", old[path], new, seed_sd))
-    return _same_seed_rows(pairs)
-
-
-def kernel_path_table(numbers: Mapping[str, Any]) -> str:
-    """Within one run: how far each kernel path moved each seed's result from the first
-    path's, beside the seed-to-seed sd of the first path's runs (docs/portability.md)."""
-    pairs = []
-    for key, by_path in numbers.get("runs", {}).items():
-        paths = list(by_path)
-        seed_sd = SeedRuns(tuple(by_path[paths[0]])).sd
-        for path in paths[1:]:
-            pairs.append((key, f"{path} vs {paths[0]}", by_path[paths[0]], by_path[path], seed_sd))
-    return _same_seed_rows(pairs)
-
-
-def check_against(committed: Mapping[str, Any], fresh: Mapping[str, Any], path: Path, out_dir: Path) -> int:
-    """Print how this run's numbers compare with a committed numbers.json, write the table to
-    out_dir/comparison.md; 1 if any number lies outside its range."""
-    problems = compare(committed, fresh)
-    header = (
-        f"This run ({fresh['meta'].get('machine_description', 'machine not recorded')}) against {path} "
-        f"({committed['meta'].get('machine_description', 'machine not recorded')}).\n\n"
-    )
-    atomic_write_text(Path(out_dir) / COMPARISON_FILE, header + comparison_table(committed, fresh))
-    if problems:
-        print(f"{len(problems)} numbers differ from {path} by more than their tolerance:")
-        for line in problems:
-            print("  " + line)
-        print(f"the whole comparison: {Path(out_dir) / COMPARISON_FILE}")
-        return 1
-    print(f"every number lies within its tolerance of {path} (table: {Path(out_dir) / COMPARISON_FILE})")
     return 0
 
 

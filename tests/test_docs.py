@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import docs_numbers
 from experiments.cli import build_parser, main
 from experiments.docs_numbers import (
     FALSE_ALARM,
@@ -50,15 +49,13 @@ from experiments.docs_numbers import (
     student_t_cdf,
     student_t_quantile,
 )
+from experiments.docs_compare import COMPARISON_FILE, check_against, kernel_path_table
 from experiments.explain import (
-    COMPARISON_FILE,
     DOCS_KERNEL_PATHS,
     FIGURES,
-    check_against,
     ExplainConfig,
     explain,
     is_wide,
-    kernel_path_table,
     scale_tag,
     sweep_key,
     sweep_settings,
