@@ -212,7 +212,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batches must be a positive integer, got {args.batches}")
     if args.epochs < 1:
         raise ValueError(f"--epochs must be a positive integer, got {args.epochs}")
-    model_config = ModelConfig(surrogate=args.surrogate, surrogate_scale=args.surrogate_scale, backend=args.backend)
+    # The exact path: the one that is bit-identical to snnTorch (the fused kernel sums
+    # the output layer in its own order; tests/test_fused.py holds it to this one).
+    model_config = ModelConfig(
+        surrogate=args.surrogate, surrogate_scale=args.surrogate_scale, backend=args.backend, fused=False
+    )
     train_config = TrainConfig(seed=args.seed)
     prepare_runtime(args)
     train_split, test_split = load_splits(args)

@@ -58,7 +58,7 @@ def test_our_state_dict_loads_into_the_study_snntorch_model_and_back() -> None:
     }
     torch.manual_seed(1)
     other = build_study_model()
-    back = model_from_state_dict(other.state_dict())
+    back = model_from_state_dict(other.state_dict(), ModelConfig(fused=False))  # the exact path
     images = torch.rand(16, 784)
     with torch.no_grad():
         assert torch.equal(back(images).output_spikes, other(images)[0])
@@ -271,7 +271,7 @@ def test_crosscheck_step_level_agreement_on_a_few_batches(splits) -> None:
     from experiments.crosscheck import GRADIENT_RTOL, LOSS_ATOL, step_level_check
 
     torch.manual_seed(0)
-    model = SupervisedSNN()
+    model = SupervisedSNN(ModelConfig(fused=False))  # crosscheck runs the exact path
     study = build_study_model()
     rows = step_level_check(model, study, splits[0], TrainConfig(), batches=3)
     assert len(rows) == 3

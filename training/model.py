@@ -10,6 +10,14 @@ The module names and buffers (`fc1`, `lif1`, `fc2`, `lif2`) are those of the
 study's snnTorch `SupervisedSNN`, so state_dicts load into either with
 `strict=True`.  snnTorch recomputes fc1(x) at every step; the result is the
 same tensor each time, so computing it once is exact, not an approximation.
+
+Two compute paths, the same function:
+  * exact (`fused=False`, and always off the CPU or with the torch backend):
+    lif1, fc2 and lif2 as three autograd steps with (T, B, H) tensors between
+    them; bit-identical to snnTorch, what `crosscheck` and the parity tests run;
+  * fused (`fused=True`, the default on the CPU): lif1 -> fc2 -> lif2 as one
+    Numba kernel per direction (`lif_core.fused`), the same sums in another
+    order, several times faster.  `compute_path` says which one a model runs.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from lif_core import LIF, make_surrogate
-from lif_core.sequence import BACKENDS
+from lif_core.fused import fused_supported, lif_linear_lif
+from lif_core.sequence import BACKENDS, resolve_backend
 
 INPUT_SIZE = 28 * 28
 NUM_CLASSES = 10
@@ -38,6 +47,7 @@ class ModelConfig:
     surrogate: str = "fast_sigmoid"
     surrogate_scale: float | None = None  # slope 25 (fast_sigmoid) or alpha 2 (atan) when None
     backend: str = "auto"
+    fused: bool = True  # the fused lif1 -> fc2 -> lif2 kernel where it applies (numba backend)
 
     def __post_init__(self) -> None:
         if not isinstance(self.hidden_size, int) or self.hidden_size < 1:
@@ -48,6 +58,8 @@ class ModelConfig:
             raise ValueError(f"--beta must lie in [0, 1] (it is the membrane decay per step), got {self.beta!r}")
         if not (self.threshold > 0.0 and self.threshold < float("inf")):
             raise ValueError(f"--threshold must be a positive finite number, got {self.threshold!r}")
+        if not isinstance(self.fused, bool):
+            raise ValueError(f"fused must be True or False, got {self.fused!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         make_surrogate(self.surrogate, self.surrogate_scale)  # validates name and scale
@@ -92,11 +104,31 @@ class SupervisedSNN(nn.Module):
     def num_steps(self) -> int:
         return self.config.num_steps
 
+    def compute_path(self, device: torch.device | None = None) -> str:
+        """"fused" or "exact": the path `forward` takes on `device` (the weights' by default)."""
+        device = device if device is not None else self.fc1.weight.device
+        if not self.config.fused or resolve_backend(self.config.backend, device) != "numba":
+            return "exact"
+        probe = torch.empty((1, self.fc2.in_features), dtype=self.fc2.weight.dtype, device=device)
+        return "fused" if fused_supported(probe, self.fc2.weight) is None else "exact"
+
     def forward(self, images: Tensor, record_membranes: bool = False) -> SNNOutput:
-        """images: (B, 784) or (B, 1, 28, 28) in [0, 1]."""
+        """images: (B, 784) or (B, 1, 28, 28) in [0, 1].  Membranes are recorded on the
+        exact path only: `record_membranes=True` takes it."""
         x = images.reshape(images.shape[0], -1)
         # I1 = W1 x + b1, held for T steps
-        hidden = self.lif1(self.fc1(x), num_steps=self.num_steps, return_membranes=record_membranes)
+        current = self.fc1(x)
+        if not record_membranes and self.compute_path(current.device) == "fused":
+            fused = lif_linear_lif(
+                current, self.fc2.weight, self.fc2.bias, self.num_steps, self.lif1.params, self.lif2.params
+            )
+            return SNNOutput(
+                output_spikes=fused.output_spikes,
+                output_counts=fused.output_counts,
+                hidden_spikes=fused.hidden_spikes,
+                hidden_counts=fused.hidden_counts,
+            )
+        hidden = self.lif1(current, num_steps=self.num_steps, return_membranes=record_membranes)
         # I2_t = W2 S1_t + b2
         output = self.lif2(self.fc2(hidden.spikes), return_membranes=record_membranes)
         return SNNOutput(

@@ -1,0 +1,427 @@
+"""Numba kernels for the fused path: LIF1 -> Linear(H, K) -> LIF2 over a whole
+sequence, one image at a time, forward and BPTT.
+
+The exact path runs three steps with (T, B, H) tensors between them: the LIF1
+kernel writes S1, a GEMM computes I2_t = W2 S1_t + b2, the LIF2 kernel runs;
+backward, a GEMM gives dL/dS1 = g2 W2, the LIF1 backward reads the stored
+membranes U1, and another GEMM gives dW2 = g2^T S1.  Here one image's whole
+simulation stays in cache instead: its state is an H-vector, its hidden layer
+is recomputed rather than stored, and no (T, B, H) tensor is read back.
+
+Forward, per image b (U_{-1} = 0; the same recurrence as `lif_core.numba_kernels`):
+
+    U1_t = beta1 U1_{t-1} + I1 - H(U1_{t-1} - thr1) thr1         (I1 = W1 x + b1, constant)
+    S1_t = H(U1_t - thr1)
+    I2_t = W2 S1_t + b2                                          (K dot products of length H)
+    U2_t = beta2 U2_{t-1} + I2_t - H(U2_{t-1} - thr2) thr2,   S2_t = H(U2_t - thr2)
+
+Backward, per image, from dL/dC2, dL/dC1 (spike counts) and, when given, dL/dS2_t
+and dL/dS1_t (the reset is detached, as in the exact path):
+
+    pass 1, forward in time: recompute U1, S1, I2, U2; keep U2 (T x K, tiny)
+    pass 2, reverse time, the output layer:
+        g2_t = (dL/dC2 + dL/dS2_t) sur'(U2_t - thr2) + beta2 g2_{t+1},   g2_T = 0
+        dL/db2 = sum_t g2_t
+    pass 3, forward in time again: recompute U1_t and S1_t, and
+        dL/dS1_t = dL/dC1 + dL/dS1_t|direct + W2^T g2_t
+        a_t      = dL/dS1_t sur'(U1_t - thr1)
+        dL/dW2  += g2_t S1_t^T
+        dL/dI1   = sum_t g1_t = sum_t c_t a_t,    c_t = 1 + beta1 + ... + beta1^t
+
+The last line is the hidden layer's BPTT recursion g1_t = a_t + beta1 g1_{t+1}
+summed in closed form: g1_t = sum_{k>=t} beta1^(k-t) a_k, so sum_t g1_t =
+sum_k a_k sum_{t<=k} beta1^(k-t) = sum_k c_k a_k.  It runs forward in time, so
+the hidden membranes never need to be stored: pass 3 recomputes them with the
+same operations as pass 1, bit for bit.
+
+What differs from the exact path is only the order of float additions: the K dot
+products (vectorised, so LLVM may reassociate them: `fastmath={"reassoc"}`) stand
+in for MKL's GEMM, and dL/dI1 is summed as c_t a_t instead of by the recursion.
+Spikes therefore agree with the exact path except where a membrane lies within
+float32 rounding of the threshold; `tests/test_fused.py` measures how often.
+
+Work is split over images in FUSED_BLOCKS fixed blocks (as in
+`lif_core.numba_kernels`), each with its own dW2 and db2 accumulators, summed in
+block order at the end: results do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange
+
+from lif_core.numba_kernels import ARCTAN, FAST_SIGMOID, SURROGATE_CODES
+
+FUSED_BLOCKS = 16
+_OPTIONS = dict(parallel=True, cache=True, error_model="numpy")
+
+
+@numba.njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract"})
+def dot(weights, spikes, count):
+    """sum_{j < count} weights[j] spikes[j], in whatever order LLVM vectorises it.
+
+    The one place that allows fast-math, and only reassociation and FMA, so that the
+    K dot products of the output layer run as vectors: their last bits depend on the
+    CPU's vector width, like MKL's GEMM on the exact path.  A separate function, so
+    that the flags stay on its own instructions and never reach the LIF updates."""
+    total = weights[0] - weights[0]
+    for j in range(count):
+        total += weights[j] * spikes[j]
+    return total
+
+
+@numba.njit(inline="always")
+def lif_step_exact(membrane, current, spikes, beta, threshold):
+    """One LIF step over a vector of neurons, in place, with exactly the operations
+    of `lif_core.numba_kernels.lif_forward` (no fast-math: the same bits):
+
+        U_t = beta U_{t-1} + I - H(U_{t-1} - thr) thr,    S_t = H(U_t - thr)
+    """
+    one = np.ones(1, dtype=membrane.dtype)[0]
+    zero = one - one
+    for n in range(membrane.shape[0]):
+        previous = membrane[n]
+        reset = one if previous - threshold > zero else zero
+        u = beta * previous + current[n] - reset * threshold
+        membrane[n] = u
+        spikes[n] = one if u - threshold > zero else zero
+
+
+@numba.njit(inline="always")
+def active_neurons(counts, indices):
+    """Write the indices n with counts[n] > 0 into indices[:m]; return m."""
+    m = 0
+    for n in range(counts.shape[0]):
+        if counts[n] > 0:
+            indices[m] = n
+            m += 1
+    return m
+
+
+@numba.njit(inline="always")
+def active_trains(current, weight, active, m, num_steps, beta, threshold, membrane, spikes, trains, active_weight):
+    """The m active neurons' spike trains, trains[t, j] = S1_t[active_j] (recomputed
+    with `lif_step_exact`: the same spikes), and W2's columns for them,
+    active_weight[k, j] = W2[k, active_j]."""
+    classes = weight.shape[0]
+    zero = current[0] - current[0]
+    inputs = spikes[m : 2 * m]
+    for j in range(m):
+        membrane[j] = zero
+        inputs[j] = current[active[j]]
+    for k in range(classes):
+        for j in range(m):
+            active_weight[k, j] = weight[k, active[j]]
+    for t in range(num_steps):
+        lif_step_exact(membrane[:m], inputs, trains[t, :m], beta, threshold)
+
+
+@numba.njit(inline="always")
+def output_currents(active_weight, trains, m, num_steps, bias, currents):
+    """I2_t[k] = sum_{j < m} W2[k, active_j] S1_t[active_j] + b2[k], into currents (T, K)."""
+    for t in range(num_steps):
+        for k in range(bias.shape[0]):
+            currents[t, k] = dot(active_weight[k], trains[t], m) + bias[k]
+
+
+@numba.njit(**_OPTIONS)
+def fused_forward(
+    hidden_current,  # (B, H) I1
+    weight,  # (K, H) W2
+    bias,  # (K,) b2
+    num_steps,
+    beta1,
+    threshold1,
+    beta2,
+    threshold2,
+    hidden_spikes_out,  # (T, B, H)
+    hidden_counts_out,  # (B, H)
+    output_spikes_out,  # (T, B, K)
+    output_counts_out,  # (B, K)
+):
+    batch, hidden = hidden_current.shape
+    classes = weight.shape[0]
+    dtype = hidden_current.dtype
+    one = np.ones(1, dtype=dtype)[0]
+    zero = one - one
+    blocks = min(batch, FUSED_BLOCKS)
+    for block in prange(blocks):
+        membrane1 = np.empty(hidden, dtype=dtype)
+        spikes1 = np.empty(2 * hidden, dtype=dtype)
+        active = np.empty(hidden, dtype=np.int64)
+        trains = np.empty((num_steps, hidden), dtype=dtype)
+        active_weight = np.empty((classes, hidden), dtype=dtype)
+        currents2 = np.empty((num_steps, classes), dtype=dtype)
+        membrane2 = np.empty(classes, dtype=dtype)
+        spikes2 = np.empty(classes, dtype=dtype)
+        for b in range(block * batch // blocks, (block + 1) * batch // blocks):
+            # The hidden layer over all T steps: S1_t and C1 = sum_t S1_t.
+            counts1 = hidden_counts_out[b]
+            for n in range(hidden):
+                membrane1[n] = zero
+                counts1[n] = zero
+            for t in range(num_steps):
+                lif_step_exact(membrane1, hidden_current[b], spikes1, beta1, threshold1)
+                for n in range(hidden):
+                    hidden_spikes_out[t, b, n] = spikes1[n]
+                    counts1[n] += spikes1[n]
+            # Only the m neurons that spiked at all feed the output layer.
+            m = active_neurons(counts1, active)
+            active_trains(hidden_current[b], weight, active, m, num_steps, beta1, threshold1, membrane1, spikes1, trains, active_weight)
+            # I2_t = W2 S1_t + b2, then the output layer over all T steps
+            output_currents(active_weight, trains, m, num_steps, bias, currents2)
+            for k in range(classes):
+                membrane2[k] = zero
+                output_counts_out[b, k] = zero
+            for t in range(num_steps):
+                lif_step_exact(membrane2, currents2[t], spikes2, beta2, threshold2)
+                for k in range(classes):
+                    output_spikes_out[t, b, k] = spikes2[k]
+                    output_counts_out[b, k] += spikes2[k]
+
+
+@numba.njit(**_OPTIONS)
+def fused_backward(
+    hidden_current,  # (B, H) I1
+    hidden_counts,  # (B, H) C1 from the forward pass
+    weight,  # (K, H) W2
+    bias,  # (K,) b2
+    num_steps,
+    beta1,
+    threshold1,
+    beta2,
+    threshold2,
+    surrogate1_code,
+    surrogate1_scale,
+    surrogate2_code,
+    surrogate2_scale,
+    half_pi,
+    grad_output_counts,  # (B, K)
+    grad_output_spikes,  # (T, B, K), or a dummy
+    has_grad_output_spikes,
+    grad_hidden_counts,  # (B, H), or a dummy
+    has_grad_hidden_counts,
+    grad_hidden_spikes,  # (T, B, H), or a dummy
+    has_grad_hidden_spikes,
+    grad_hidden_current_out,  # (B, H)
+    grad_weight_blocks,  # (blocks, K, H) scratch, summed by the caller
+    grad_bias_blocks,  # (blocks, K)
+):
+    batch, hidden = hidden_current.shape
+    classes = weight.shape[0]
+    dtype = hidden_current.dtype
+    one = np.ones(1, dtype=dtype)[0]
+    zero = one - one
+    two = one + one
+    # c_t = 1 + beta1 + ... + beta1^t
+    partial_sums = np.empty(num_steps, dtype=dtype)
+    running, power = zero, one
+    for t in range(num_steps):
+        running += power
+        partial_sums[t] = running
+        power *= beta1
+    blocks = min(batch, FUSED_BLOCKS)
+    for block in prange(blocks):
+        membrane1 = np.empty(hidden, dtype=dtype)
+        spikes1 = np.empty(2 * hidden, dtype=dtype)
+        grad_s1 = np.empty(hidden, dtype=dtype)
+        grad_i1 = np.empty(hidden, dtype=dtype)
+        active = np.empty(hidden, dtype=np.int64)
+        trains = np.empty((num_steps, hidden), dtype=dtype)
+        active_weight = np.empty((classes, hidden), dtype=dtype)
+        currents2 = np.empty((num_steps, classes), dtype=dtype)
+        membrane2 = np.empty(classes, dtype=dtype)
+        spikes2 = np.empty(classes, dtype=dtype)
+        output_membranes = np.empty((num_steps, classes), dtype=dtype)
+        output_grads = np.empty((num_steps, classes), dtype=dtype)  # g2_t
+        grad_active = np.empty((classes, hidden), dtype=dtype)  # dL/dW2[:, active_j]
+        grad_w = grad_weight_blocks[block]
+        grad_b = grad_bias_blocks[block]
+        for k in range(classes):
+            grad_b[k] = zero
+            for n in range(hidden):
+                grad_w[k, n] = zero
+        for b in range(block * batch // blocks, (block + 1) * batch // blocks):
+            # pass 1: recompute the output layer from the m hidden neurons that spiked
+            m = active_neurons(hidden_counts[b], active)
+            active_trains(hidden_current[b], weight, active, m, num_steps, beta1, threshold1, membrane1, spikes1, trains, active_weight)
+            output_currents(active_weight, trains, m, num_steps, bias, currents2)
+            for k in range(classes):
+                membrane2[k] = zero
+            for t in range(num_steps):
+                lif_step_exact(membrane2, currents2[t], spikes2, beta2, threshold2)
+                for k in range(classes):
+                    output_membranes[t, k] = membrane2[k]
+            # pass 2, reverse time: g2_t = dL/dS2_t sur'(U2_t - thr2) + beta2 g2_{t+1}
+            for k in range(classes):
+                carry = zero
+                for t in range(num_steps - 1, -1, -1):
+                    grad_s2 = grad_output_counts[b, k]
+                    if has_grad_output_spikes:
+                        grad_s2 += grad_output_spikes[t, b, k]
+                    x = output_membranes[t, k] - threshold2
+                    if surrogate2_code == FAST_SIGMOID:
+                        d = surrogate2_scale * abs(x) + one
+                        slope = one / (d * d)
+                    elif surrogate2_code == ARCTAN:
+                        z = half_pi * surrogate2_scale * x
+                        slope = surrogate2_scale / two / (one + z * z)
+                    else:
+                        slope = zero
+                    carry = grad_s2 * slope + beta2 * carry
+                    output_grads[t, k] = carry
+                    # dL/db2 = sum_t g2_t
+                    grad_b[k] += carry
+            # dL/dW2 += sum_t g2_t S1_t^T, over the m neurons that spike at all
+            for k in range(classes):
+                for j in range(m):
+                    grad_active[k, j] = zero
+            for t in range(num_steps):
+                for k in range(classes):
+                    g = output_grads[t, k]
+                    for j in range(m):
+                        grad_active[k, j] += g * trains[t, j]
+            for k in range(classes):
+                for j in range(m):
+                    grad_w[k, active[j]] += grad_active[k, j]
+            # pass 3, forward in time: the hidden layer's gradient
+            for n in range(hidden):
+                membrane1[n] = zero
+                grad_i1[n] = zero
+            for t in range(num_steps):
+                lif_step_exact(membrane1, hidden_current[b], spikes1, beta1, threshold1)
+                # dL/dS1_t = dL/dC1 + dL/dS1_t|direct + W2^T g2_t
+                if has_grad_hidden_counts:
+                    for n in range(hidden):
+                        grad_s1[n] = grad_hidden_counts[b, n]
+                else:
+                    for n in range(hidden):
+                        grad_s1[n] = zero
+                if has_grad_hidden_spikes:
+                    for n in range(hidden):
+                        grad_s1[n] += grad_hidden_spikes[t, b, n]
+                # (four rows of W2 per sweep over the H neurons, added in the order k = 0, 1, ...)
+                full = classes - classes % 4
+                for k in range(0, full, 4):
+                    g0, g1 = output_grads[t, k], output_grads[t, k + 1]
+                    g2, g3 = output_grads[t, k + 2], output_grads[t, k + 3]
+                    for n in range(hidden):
+                        grad_s1[n] = (
+                            grad_s1[n] + weight[k, n] * g0 + weight[k + 1, n] * g1
+                            + weight[k + 2, n] * g2 + weight[k + 3, n] * g3
+                        )
+                for k in range(full, classes):
+                    g = output_grads[t, k]
+                    for n in range(hidden):
+                        grad_s1[n] += weight[k, n] * g
+                # dL/dI1 += c_t dL/dS1_t sur'(U1_t - thr1)
+                c = partial_sums[t]
+                if surrogate1_code == FAST_SIGMOID:
+                    for n in range(hidden):
+                        d = surrogate1_scale * abs(membrane1[n] - threshold1) + one
+                        grad_i1[n] += c * grad_s1[n] / (d * d)
+                elif surrogate1_code == ARCTAN:
+                    for n in range(hidden):
+                        z = half_pi * surrogate1_scale * (membrane1[n] - threshold1)
+                        grad_i1[n] += c * grad_s1[n] * (surrogate1_scale / two) / (one + z * z)
+            for n in range(hidden):
+                grad_hidden_current_out[b, n] = grad_i1[n]
+
+
+def _clamped(beta: float) -> float:
+    return min(max(beta, 0.0), 1.0)
+
+
+def forward(
+    hidden_current: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    num_steps: int,
+    beta1: float,
+    threshold1: float,
+    beta2: float,
+    threshold2: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run `fused_forward`; returns (hidden_spikes (T, B, H), hidden_counts (B, H),
+    output_spikes (T, B, K), output_counts (B, K)).  Betas are clamped to [0, 1]."""
+    dtype = hidden_current.dtype.type
+    batch, hidden = hidden_current.shape
+    classes = weight.shape[0]
+    hidden_spikes = np.empty((num_steps, batch, hidden), dtype=hidden_current.dtype)
+    hidden_counts = np.empty((batch, hidden), dtype=hidden_current.dtype)
+    output_spikes = np.empty((num_steps, batch, classes), dtype=hidden_current.dtype)
+    output_counts = np.empty((batch, classes), dtype=hidden_current.dtype)
+    fused_forward(
+        hidden_current,
+        weight,
+        bias,
+        num_steps,
+        dtype(_clamped(beta1)),
+        dtype(threshold1),
+        dtype(_clamped(beta2)),
+        dtype(threshold2),
+        hidden_spikes,
+        hidden_counts,
+        output_spikes,
+        output_counts,
+    )
+    return hidden_spikes, hidden_counts, output_spikes, output_counts
+
+
+def backward(
+    hidden_current: np.ndarray,
+    hidden_counts: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    num_steps: int,
+    beta1: float,
+    threshold1: float,
+    beta2: float,
+    threshold2: float,
+    surrogate1: tuple[str, float],
+    surrogate2: tuple[str, float],
+    grad_output_counts: np.ndarray | None,
+    grad_output_spikes: np.ndarray | None,
+    grad_hidden_counts: np.ndarray | None,
+    grad_hidden_spikes: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run `fused_backward`; returns (dL/dI1 (B, H), dL/dW2 (K, H), dL/db2 (K,)).
+    `hidden_counts` are the forward pass's C1, which name the neurons that spiked;
+    each surrogate is (name, scale), for the hidden and the output layer."""
+    dtype = hidden_current.dtype.type
+    batch, hidden = hidden_current.shape
+    classes = weight.shape[0]
+    dummy = np.zeros((1, 1, 1), dtype=hidden_current.dtype)
+    grad_current = np.empty((batch, hidden), dtype=hidden_current.dtype)
+    blocks = min(batch, FUSED_BLOCKS)
+    grad_weight_blocks = np.empty((blocks, classes, hidden), dtype=hidden_current.dtype)
+    grad_bias_blocks = np.empty((blocks, classes), dtype=hidden_current.dtype)
+    fused_backward(
+        hidden_current,
+        hidden_counts,
+        weight,
+        bias,
+        num_steps,
+        dtype(_clamped(beta1)),
+        dtype(threshold1),
+        dtype(_clamped(beta2)),
+        dtype(threshold2),
+        SURROGATE_CODES[surrogate1[0]],
+        dtype(surrogate1[1]),
+        SURROGATE_CODES[surrogate2[0]],
+        dtype(surrogate2[1]),
+        dtype(np.pi / 2),
+        np.zeros((batch, classes), dtype=hidden_current.dtype) if grad_output_counts is None else grad_output_counts,
+        dummy if grad_output_spikes is None else grad_output_spikes,
+        grad_output_spikes is not None,
+        dummy[0] if grad_hidden_counts is None else grad_hidden_counts,
+        grad_hidden_counts is not None,
+        dummy if grad_hidden_spikes is None else grad_hidden_spikes,
+        grad_hidden_spikes is not None,
+        grad_current,
+        grad_weight_blocks,
+        grad_bias_blocks,
+    )
+    # blocks summed in a fixed order: the same bits for any thread count
+    return grad_current, grad_weight_blocks.sum(axis=0), grad_bias_blocks.sum(axis=0)

@@ -1,0 +1,164 @@
+"""The fused path (`lif_core.fused`) against the exact path it stands in for.
+
+The exact path (lif1 -> F.linear -> lif2, three autograd steps) is bit-identical to
+snnTorch; the fused kernel computes the same function with the output layer's sums
+in another order.  These tests hold the two together on real MNIST batches:
+
+  * hidden spikes and counts are bit-identical (the same LIF operations on the same I1);
+  * output spikes agree except where an output membrane lies within float32
+    rounding of the threshold (measured: no flip in 20 batches of 128 images, at
+    initialisation and after 50 training steps; the bound allows 1 in 10,000);
+  * every gradient agrees to float32 rounding (measured: max relative error
+    <= 1e-5; the bound is 1e-4), for both surrogates and for losses on spikes;
+  * results do not depend on the thread count, and repeat bit for bit.
+"""
+
+from __future__ import annotations
+
+import numba
+import pytest
+import torch
+from torch import Tensor
+
+from lif_core.fused import fused_supported, lif_linear_lif
+from lif_core.neuron import LIFParameters
+from lif_core.surrogate import ArcTan, FastSigmoid, Surrogate
+from training.data import MnistSplit
+from training.model import ModelConfig, SupervisedSNN
+from training.train import spike_count_loss
+
+
+def _models(seed: int, surrogate: str = "fast_sigmoid") -> tuple[SupervisedSNN, SupervisedSNN]:
+    torch.manual_seed(seed)
+    exact = SupervisedSNN(ModelConfig(fused=False, surrogate=surrogate))
+    fused = SupervisedSNN(ModelConfig(fused=True, surrogate=surrogate))
+    fused.load_state_dict(exact.state_dict())
+    return exact, fused
+
+
+def _trained_pair(split: MnistSplit, steps: int) -> tuple[SupervisedSNN, SupervisedSNN]:
+    """Both paths loaded with weights after `steps` exact-path training steps."""
+    exact, fused = _models(0)
+    optimizer = torch.optim.Adam(exact.parameters(), lr=1e-3)
+    for step in range(steps):
+        images = split.flat_images[step * 128 : (step + 1) * 128]
+        labels = split.labels[step * 128 : (step + 1) * 128]
+        output = exact(images)
+        loss = spike_count_loss(output.output_counts, output.hidden_counts, labels, 1e-4).total
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        exact.clip_weights(1.0)
+    fused.load_state_dict(exact.state_dict())
+    return exact, fused
+
+
+def _relative_error(got: Tensor, want: Tensor) -> float:
+    return float((got - want).abs().max() / want.abs().max().clamp_min(1e-30))
+
+
+def test_paths_are_chosen_as_documented() -> None:
+    assert SupervisedSNN().compute_path() == "fused"
+    assert SupervisedSNN(ModelConfig(fused=False)).compute_path() == "exact"
+    assert SupervisedSNN(ModelConfig(backend="torch")).compute_path() == "exact"
+    assert SupervisedSNN().double().compute_path() == "fused"
+    assert SupervisedSNN().to(torch.float16).compute_path() == "exact"
+
+
+@pytest.mark.parametrize("steps", [0, 50])
+def test_forward_matches_exact_path_on_real_batches(mnist_test: MnistSplit, steps: int) -> None:
+    exact, fused = _trained_pair(mnist_test, steps)
+    flipped, total = 0, 0
+    with torch.no_grad():
+        for batch in range(20):
+            images = mnist_test.flat_images[6400 + batch * 128 : 6400 + (batch + 1) * 128]
+            want, got = exact(images), fused(images)
+            assert torch.equal(got.hidden_spikes, want.hidden_spikes)
+            assert torch.equal(got.hidden_counts, want.hidden_counts)
+            flipped += int((got.output_spikes != want.output_spikes).sum())
+            total += want.output_spikes.numel()
+    assert flipped <= total // 10_000, f"{flipped} of {total} output spikes differ"
+
+
+@pytest.mark.parametrize("surrogate", ["fast_sigmoid", "atan"])
+def test_gradients_match_exact_path(mnist_test: MnistSplit, surrogate: str) -> None:
+    exact, fused = _models(1, surrogate)
+    images, labels = mnist_test.flat_images[:128], mnist_test.labels[:128]
+    for model in (exact, fused):
+        output = model(images)
+        spike_count_loss(output.output_counts, output.hidden_counts, labels, 1e-3).total.backward()
+    for (name, want), got in zip(exact.named_parameters(), fused.parameters()):
+        assert got.grad is not None and want.grad is not None
+        assert _relative_error(got.grad, want.grad) < 1e-4, name
+
+
+def test_gradients_through_spike_outputs_match(mnist_test: MnistSplit) -> None:
+    """A loss on the (T, B, .) spike tensors, not only on the counts, with weights per step."""
+    exact, fused = _models(2)
+    images = mnist_test.flat_images[:64]
+    steps = torch.linspace(0.5, 1.5, 25)[:, None, None]
+    for model in (exact, fused):
+        output = model(images)
+        loss = (output.output_spikes * steps).sum() + 0.01 * (output.hidden_spikes * steps).sum()
+        loss.backward()
+    for (name, want), got in zip(exact.named_parameters(), fused.parameters()):
+        assert _relative_error(got.grad, want.grad) < 1e-4, name
+
+
+def test_function_gradient_matches_exact_composition_float64() -> None:
+    """In float64 the closed-form BPTT sum and the recursion agree to ~1e-12."""
+    generator = torch.Generator().manual_seed(3)
+    current = (torch.rand(8, 40, generator=generator, dtype=torch.float64) * 0.4).requires_grad_(True)
+    weight = (torch.randn(5, 40, generator=generator, dtype=torch.float64) * 0.5).requires_grad_(True)
+    bias = (torch.randn(5, generator=generator, dtype=torch.float64) * 0.1).requires_grad_(True)
+    surrogate: Surrogate = ArcTan(2.0)
+    hidden = LIFParameters(beta=0.8, threshold=1.0, surrogate=surrogate)
+    output = LIFParameters(beta=0.95, threshold=0.5, surrogate=FastSigmoid(10.0))
+    fused = lif_linear_lif(current, weight, bias, 30, hidden, output)
+    from lif_core.sequence import lif_sequence
+
+    hidden_out = lif_sequence(current, hidden, num_steps=30, backend="torch")
+    output_out = lif_sequence(torch.nn.functional.linear(hidden_out.spikes, weight, bias), output, backend="torch")
+    assert torch.equal(fused.hidden_spikes, hidden_out.spikes)
+    assert torch.equal(fused.output_spikes, output_out.spikes)
+    mix = torch.randn(8, 5, generator=generator, dtype=torch.float64)
+    fused_loss = (fused.output_counts * mix).sum() + 0.1 * fused.hidden_counts.sum()
+    exact_loss = (output_out.counts * mix).sum() + 0.1 * hidden_out.counts.sum()
+    fused_grads = torch.autograd.grad(fused_loss, (current, weight, bias))
+    exact_grads = torch.autograd.grad(exact_loss, (current, weight, bias))
+    for got, want in zip(fused_grads, exact_grads):
+        assert _relative_error(got, want) < 1e-12
+
+
+def test_fused_results_independent_of_thread_count_and_repeatable(mnist_test: MnistSplit) -> None:
+    _, fused = _models(4)
+    images, labels = mnist_test.flat_images[:128], mnist_test.labels[:128]
+
+    def run() -> list[Tensor]:
+        fused.zero_grad()
+        output = fused(images)
+        spike_count_loss(output.output_counts, output.hidden_counts, labels, 1e-4).total.backward()
+        return [output.output_counts.detach().clone()] + [p.grad.clone() for p in fused.parameters()]
+
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = run()
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        first, second = run(), run()
+    finally:
+        numba.set_num_threads(threads)
+    for a, b, c in zip(single, first, second):
+        assert torch.equal(a, b) and torch.equal(b, c)
+
+
+def test_unsupported_inputs_get_a_reason() -> None:
+    weight = torch.zeros(10, 16)
+    assert fused_supported(torch.zeros(4, 16), weight) is None
+    assert "constant" in str(fused_supported(torch.zeros(3, 4, 16), weight))
+    assert "float32 or float64" in str(fused_supported(torch.zeros(4, 16, dtype=torch.float16), weight.half()))
+    assert "(K, H=16)" in str(fused_supported(torch.zeros(4, 16), torch.zeros(10, 8)))
+    with pytest.raises(ValueError, match="constant"):
+        lif_linear_lif(torch.zeros(3, 4, 16), weight, torch.zeros(10), 5, LIFParameters(), LIFParameters())
+    with pytest.raises(ValueError, match="num_steps"):
+        lif_linear_lif(torch.zeros(4, 16), weight, torch.zeros(10), 0, LIFParameters(), LIFParameters())
