@@ -173,6 +173,83 @@ def lif_backward(
                         grad_current_out[t, b, n] = carry[n]
 
 
+# Neurons per work item of `lif_backward_recompute`.  Each step of an item reads
+# and writes CHUNK contiguous floats; 1,024 (4 KB, one page) was fastest of
+# 32-1,024 on the Open Neuromorphic workload (T 500, B 16, N 4096): narrower
+# chunks touch more pages per byte.  Its (T, CHUNK) scratch (2 MB there) stays
+# in the cache hierarchy between the forward and the reverse loop.
+RECOMPUTE_CHUNK = 1024
+
+
+@numba.njit(parallel=True, cache=True, error_model="numpy")
+def lif_backward_recompute(
+    current,
+    grad_spikes,
+    has_grad_spikes,
+    grad_counts,
+    has_grad_counts,
+    beta,
+    threshold,
+    surrogate_code,
+    surrogate_scale,
+    half_pi,
+    grad_current_out,
+):
+    """Reverse-time BPTT for a time-varying input (T, B, N) without stored membranes.
+
+    For each (row b, chunk of RECOMPUTE_CHUNK neurons) the forward recurrence is run
+    again into a cache-resident scratch (the same operations as `lif_forward`, so the
+    same membranes, bit for bit), then the reverse loop of `lif_backward` reads it.
+    A long sequence then costs one read of the input and one write of dL/dI instead
+    of writing, and reading back, a (T, B, N) tensor of membranes.  grad_spikes may
+    have any strides (a loss like spikes.sum() hands over a broadcast scalar).
+    """
+    num_steps, batch, neurons = current.shape
+    one = np.ones(1, dtype=current.dtype)[0]
+    zero = one - one
+    two = one + one
+    chunks = (neurons + RECOMPUTE_CHUNK - 1) // RECOMPUTE_CHUNK
+    for item in prange(batch * chunks):
+        b = item // chunks
+        start = (item % chunks) * RECOMPUTE_CHUNK
+        stop = min(start + RECOMPUTE_CHUNK, neurons)
+        width = stop - start
+        membranes = np.empty((num_steps, width), dtype=current.dtype)
+        carry = np.empty(width, dtype=current.dtype)
+        counts_grad = np.empty(width, dtype=current.dtype)  # dL/dC, added to every dL/dS_t
+        for n in range(width):
+            counts_grad[n] = grad_counts[b, start + n] if has_grad_counts else zero
+        # forward again: U_t = beta * U_{t-1} + I_t - H(U_{t-1} - thr) * thr
+        for n in range(width):
+            carry[n] = zero  # U_{-1}
+        for t in range(num_steps):
+            for n in range(width):
+                previous = carry[n]
+                reset = one if previous - threshold > zero else zero
+                u = beta * previous + current[t, b, start + n] - reset * threshold
+                carry[n] = u
+                membranes[t, n] = u
+        # reverse: g_t = dL/dS_t * surrogate'(U_t - thr) + beta * g_{t+1};  dL/dI_t = g_t
+        for n in range(width):
+            carry[n] = zero
+        for t in range(num_steps - 1, -1, -1):
+            if surrogate_code == FAST_SIGMOID:
+                for n in range(width):
+                    grad_s = (grad_spikes[t, b, start + n] if has_grad_spikes else zero) + counts_grad[n]
+                    d = surrogate_scale * abs(membranes[t, n] - threshold) + one
+                    carry[n] = grad_s * (one / (d * d)) + beta * carry[n]
+            elif surrogate_code == ARCTAN:
+                for n in range(width):
+                    grad_s = (grad_spikes[t, b, start + n] if has_grad_spikes else zero) + counts_grad[n]
+                    z = half_pi * surrogate_scale * (membranes[t, n] - threshold)
+                    carry[n] = grad_s * (surrogate_scale / two / (one + z * z)) + beta * carry[n]
+            else:
+                for n in range(width):
+                    carry[n] = zero + beta * carry[n]
+            for n in range(width):
+                grad_current_out[t, b, start + n] = carry[n]
+
+
 # The same kernels without threads, for layers too small to be worth waking a
 # thread pool for (the output layer: B x 10 neurons).  prange runs as range.
 lif_forward_serial = numba.njit(cache=True, error_model="numpy")(lif_forward.py_func)
@@ -204,6 +281,35 @@ def forward(
         counts,
     )
     return spikes, membranes if store_membranes else None, counts
+
+
+def backward_recompute(
+    current: np.ndarray,
+    grad_spikes: np.ndarray | None,
+    grad_counts: np.ndarray | None,
+    beta: float,
+    threshold: float,
+    surrogate_name: str,
+    surrogate_scale: float,
+) -> np.ndarray:
+    """dL/dI for a time-varying input from the input itself (`lif_backward_recompute`),
+    for losses on spikes and counts (no gradient on membranes: they were not kept)."""
+    dtype = current.dtype.type
+    grad_current = np.empty_like(current)
+    lif_backward_recompute(
+        current,
+        np.zeros((1, 1, 1), dtype=current.dtype) if grad_spikes is None else grad_spikes,
+        grad_spikes is not None,
+        np.zeros((1, 1), dtype=current.dtype) if grad_counts is None else grad_counts,
+        grad_counts is not None,
+        dtype(min(max(beta, 0.0), 1.0)),
+        dtype(threshold),
+        SURROGATE_CODES[surrogate_name],
+        dtype(surrogate_scale),
+        dtype(np.pi / 2),
+        grad_current,
+    )
+    return grad_current
 
 
 def backward(

@@ -91,11 +91,20 @@ class LIFSequenceFunction(torch.autograd.Function):
         threshold: float,
         surrogate: Surrogate,
         backend: str,
+        keep_membranes: bool = True,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        spikes, membranes, counts = run_forward(current, num_steps, beta, threshold, backend, True)
-        assert membranes is not None
-        ctx.save_for_backward(membranes)
-        ctx.constant_input = current.dim() == 2
+        constant_input = current.dim() == 2
+        # A time-varying input on numba, membranes not asked for: keep the input and
+        # recompute the membranes in the backward pass (`lif_backward_recompute`).
+        ctx.recompute = backend == "numba" and not constant_input and not keep_membranes
+        spikes, membranes, counts = run_forward(current, num_steps, beta, threshold, backend, not ctx.recompute)
+        if ctx.recompute:
+            ctx.save_for_backward(current.detach().contiguous())
+            membranes = spikes.new_empty((0,))  # not kept; lif_sequence returns None
+        else:
+            assert membranes is not None
+            ctx.save_for_backward(membranes)
+        ctx.constant_input = constant_input
         ctx.beta, ctx.threshold, ctx.surrogate, ctx.backend = beta, threshold, surrogate, backend
         ctx.set_materialize_grads(False)  # unused outputs arrive as None, not zeros
         return spikes, membranes, counts
@@ -103,14 +112,31 @@ class LIFSequenceFunction(torch.autograd.Function):
     @staticmethod
     def backward(  # type: ignore[override]
         ctx, grad_spikes: Tensor | None, grad_membranes: Tensor | None, grad_counts: Tensor | None
-    ) -> tuple[Tensor | None, None, None, None, None, None]:
+    ) -> tuple[Tensor | None, None, None, None, None, None, None]:
         (membranes,) = ctx.saved_tensors
         if grad_spikes is None and grad_membranes is None and grad_counts is None:
-            return None, None, None, None, None, None
-        if ctx.backend == "numba":
+            return None, None, None, None, None, None, None
 
-            def as_array(grad: Tensor | None):
-                return None if grad is None else grad.contiguous().numpy()
+        def as_array(grad: Tensor | None):
+            if grad is None:
+                return None
+            if all(stride == 0 for stride in grad.stride()):
+                return grad.numpy()  # a broadcast scalar (e.g. from spikes.sum()): no copy
+            return grad.contiguous().numpy()
+
+        if ctx.recompute:
+            current = membranes  # what was saved: the input
+            grad_current = numba_kernels.backward_recompute(
+                current.numpy(),
+                as_array(grad_spikes),
+                as_array(grad_counts),
+                ctx.beta,
+                ctx.threshold,
+                ctx.surrogate.name,
+                ctx.surrogate.scale,
+            )
+            return torch.from_numpy(grad_current), None, None, None, None, None, None
+        if ctx.backend == "numba":
 
             grad_current = torch.from_numpy(
                 numba_kernels.backward(
@@ -136,7 +162,7 @@ class LIFSequenceFunction(torch.autograd.Function):
                 ctx.surrogate,
                 ctx.constant_input,
             )
-        return grad_current, None, None, None, None, None
+        return grad_current, None, None, None, None, None, None
 
 
 def sequence_length(current: Tensor, num_steps: int | None) -> int:
@@ -193,6 +219,6 @@ def lif_sequence(
         spikes, membranes, counts = run_forward(current, int(steps), beta, threshold, concrete, return_membranes)
     else:
         spikes, membranes, counts = LIFSequenceFunction.apply(
-            current, int(steps), beta, threshold, params.surrogate, concrete
+            current, int(steps), beta, threshold, params.surrogate, concrete, return_membranes
         )
     return LIFSequenceOutput(spikes, membranes if return_membranes else None, counts)

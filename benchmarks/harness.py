@@ -1,0 +1,228 @@
+"""Run every benchmark variant in its own fresh process, interleaved over rounds.
+
+    run_benchmark(...)  ->  results (JSON-ready)     format_results(results) -> text
+
+Rules (a user comparing libraries sees the same):
+  * one process per variant and round (`benchmarks.worker`), started with this
+    process's environment unchanged: no environment variable or setting is imposed
+    on any library; every variant uses the same thread count, set the way a user
+    sets it (`torch.set_num_threads`, plus `numba.set_num_threads` for ours);
+  * rounds interleave the variants (round 1: a, b, c, ...; round 2: a, b, c, ...), so
+    a machine that gets busier slows all of them alike; each round's figure is the
+    median over its timed steps, and a variant's figure is the median over rounds,
+    with the range of the round figures as its spread;
+  * ratios are given to the study's snnTorch code *and* to the fastest peer (the
+    fastest variant that is not ours), per workload size;
+  * the snnTorch-semantics variants must give the same initial loss (checked).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.variants import MNIST_VARIANTS, OPEN_NEUROMORPHIC_VARIANTS, MnistSize
+
+# The sizes the training step is timed at: the study's, and each dimension grown.
+MNIST_CASES: dict[str, MnistSize] = {
+    "study": MnistSize(),
+    "hidden_2048": MnistSize(hidden=2048),
+    "batch_512": MnistSize(batch=512),
+    "steps_100": MnistSize(steps=100),
+}
+OPEN_NEUROMORPHIC_CASES: dict[str, bool] = {"lif": False, "linear_lif": True}  # name -> with Linear(N, N)
+OPEN_NEUROMORPHIC_SIZE = {"steps": 500, "batch": 16, "neurons": 4096}
+# Variants that compute the study's exact maths and must agree on the initial loss.
+SNNTORCH_SEMANTICS = ("snntorch", "snntorch_hoisted", "torch_loop", "torch", "numba_exact", "numba")
+INITIAL_LOSS_TOLERANCE = 1e-5
+WORKER_TIMEOUT_S = 900
+
+
+def installed(module: str | None) -> bool:
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def available_variants(table: dict[str, tuple[str, str | None, bool]], wanted: tuple[str, ...] | None) -> list[str]:
+    return [name for name, (_, module, _) in table.items() if (wanted is None or name in wanted) and installed(module)]
+
+
+def write_data(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray, folder: Path) -> Path:
+    path = folder / "bench_data.npz"
+    np.savez(path, train_images=train_images, train_labels=train_labels, test_images=test_images)
+    return path
+
+
+def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One fresh `python -m benchmarks.worker` with this process's environment, untouched."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT_S,
+        env=dict(os.environ),
+    )
+    if completed.returncode != 0:
+        last = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"benchmark worker for {spec['workload']}/{spec['variant']} failed: {last}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    return {"median": statistics.median(values), "spread": [min(values), max(values)], "rounds": values}
+
+
+def _aggregate(rounds: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    for key in keys:
+        summary = _summary([float(r[key]) for r in rounds])
+        entry[key] = summary["median"]
+        entry[f"{key}_spread"] = summary["spread"]
+        entry[f"{key}_rounds"] = summary["rounds"]
+    entry["peak_rss_mb"] = max(float(r["peak_rss_mb"]) for r in rounds)
+    entry["peak_rss_increase_mb"] = max(float(r["peak_rss_increase_mb"]) for r in rounds)
+    if rounds[0].get("initial_loss") is not None:
+        entry["initial_loss"] = float(rounds[0]["initial_loss"])
+    return entry
+
+
+def _add_ratios(
+    variants: dict[str, dict[str, Any]], table: dict[str, tuple[str, str | None, bool]], keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """ratio_vs_snntorch and ratio_vs_fastest_peer for each key; returns the fastest peers."""
+    fastest: dict[str, str] = {}
+    peers = [name for name in variants if not table[name][2]]
+    for key in keys:
+        if peers:
+            fastest[key] = min(peers, key=lambda name: variants[name][key])
+        for name, entry in variants.items():
+            entry[f"{key}_vs_snntorch"] = (
+                variants["snntorch"][key] / entry[key] if "snntorch" in variants else None
+            )
+            entry[f"{key}_vs_fastest_peer"] = variants[fastest[key]][key] / entry[key] if key in fastest else None
+    return fastest
+
+
+def run_benchmark(
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    threads: int,
+    rounds: int = 2,
+    steps: int = 20,
+    warmup: int = 5,
+    inference_passes: int = 5,
+    mnist_cases: tuple[str, ...] = tuple(MNIST_CASES),
+    open_neuromorphic_cases: tuple[str, ...] = tuple(OPEN_NEUROMORPHIC_CASES),
+    variants: tuple[str, ...] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Time every installed variant on every case; see the module docstring for the rules."""
+    mnist_names = available_variants(MNIST_VARIANTS, variants)
+    neuromorphic_names = available_variants(OPEN_NEUROMORPHIC_VARIANTS, variants)
+    missing = [name for name, (_, module, _) in MNIST_VARIANTS.items() if not installed(module)]
+    if missing:
+        log(f"not installed, skipped: {', '.join(missing)} (pip install -e \".[bench]\")")
+    jobs: list[tuple[str, str, str, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="snn-bench-") as folder:
+        data = write_data(train_images, train_labels, test_images, Path(folder))
+        for case in mnist_cases:
+            for name in mnist_names:
+                spec = {
+                    "workload": "mnist", "variant": name, "threads": threads, "size": asdict(MNIST_CASES[case]),
+                    "data": str(data), "warmup": warmup, "steps": steps, "inference_passes": inference_passes,
+                }
+                jobs.append(("mnist", case, name, spec))
+        for case in open_neuromorphic_cases:
+            for name in neuromorphic_names:
+                spec = {
+                    "workload": "open_neuromorphic", "variant": name, "threads": threads,
+                    "with_linear": OPEN_NEUROMORPHIC_CASES[case], "size": OPEN_NEUROMORPHIC_SIZE,
+                    "warmup": 1, "steps": max(3, steps // 4),
+                }
+                jobs.append(("open_neuromorphic", case, name, spec))
+        measured: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+        for round_index in range(rounds):
+            for number, (workload, case, name, spec) in enumerate(jobs, 1):
+                result = run_worker(spec)
+                measured.setdefault((workload, case, name), []).append(result)
+                figure = result.get("train_step_ms", result.get("forward_backward_ms"))
+                log(f"round {round_index + 1}/{rounds}, {number}/{len(jobs)}: {workload} {case} {name}: {figure:.2f} ms")
+
+    results: dict[str, Any] = {
+        "threads": threads,
+        "rounds": rounds,
+        "timed_steps_per_round": steps,
+        "environment": {key: value for key, value in os.environ.items() if key.startswith(("OMP_", "MKL_", "KMP_", "NUMBA_", "ATEN_"))},
+        "mnist": {},
+        "open_neuromorphic": {},
+    }
+    for case in mnist_cases:
+        entries = {name: _aggregate(measured[("mnist", case, name)], ("train_step_ms", "inference_ms_per_1000"))
+                   for name in mnist_names}
+        fastest = _add_ratios(entries, MNIST_VARIANTS, ("train_step_ms", "inference_ms_per_1000"))
+        losses = {name: entries[name]["initial_loss"] for name in entries if name in SNNTORCH_SEMANTICS}
+        reference = losses.get("snntorch", next(iter(losses.values()), None))
+        results["mnist"][case] = {
+            "size": asdict(MNIST_CASES[case]),
+            "variants": entries,
+            "fastest_peer": fastest,
+            "same_initial_loss": reference is not None
+            and all(abs(loss - reference) <= INITIAL_LOSS_TOLERANCE for loss in losses.values()),
+        }
+    for case in open_neuromorphic_cases:
+        entries = {name: _aggregate(measured[("open_neuromorphic", case, name)], ("forward_ms", "backward_ms", "forward_backward_ms"))
+                   for name in neuromorphic_names}
+        fastest = _add_ratios(entries, OPEN_NEUROMORPHIC_VARIANTS, ("forward_ms", "backward_ms", "forward_backward_ms"))
+        results["open_neuromorphic"][case] = {"size": OPEN_NEUROMORPHIC_SIZE, "with_linear": OPEN_NEUROMORPHIC_CASES[case],
+                                              "variants": entries, "fastest_peer": fastest}
+    if "study" in results["mnist"]:
+        results["variants"] = results["mnist"]["study"]["variants"]  # the study's size, at the top level
+    return results
+
+
+def _ratio(value: float | None) -> str:
+    return "    -" if value is None else f"{value:5.1f}x"
+
+
+def format_results(results: dict[str, Any]) -> str:
+    lines = [f"threads {results['threads']}, {results['rounds']} rounds, each variant in its own process; "
+             "median ms (range over rounds); ratios to the study's snnTorch code and to the fastest peer"]
+    for case, block in results["mnist"].items():
+        size = block["size"]
+        lines.append("")
+        lines.append(f"MNIST training step and inference, B {size['batch']} H {size['hidden']} T {size['steps']} "
+                     f"(same initial loss: {'yes' if block['same_initial_loss'] else 'NO'})")
+        lines.append(f"{'variant':<17} {'train step':>22} {'x study':>7} {'x fastest':>9} {'infer /1000':>22} {'x fastest':>9} {'peak MB':>8}")
+        for name, entry in block["variants"].items():
+            low, high = entry["train_step_ms_spread"]
+            ilow, ihigh = entry["inference_ms_per_1000_spread"]
+            lines.append(
+                f"{name:<17} {entry['train_step_ms']:>8.2f} ({low:6.2f}-{high:6.2f}) {_ratio(entry['train_step_ms_vs_snntorch'])} "
+                f"{_ratio(entry['train_step_ms_vs_fastest_peer']):>9} {entry['inference_ms_per_1000']:>8.1f} ({ilow:6.1f}-{ihigh:6.1f}) "
+                f"{_ratio(entry['inference_ms_per_1000_vs_fastest_peer']):>9} {entry['peak_rss_increase_mb']:>8.0f}"
+            )
+        lines.append(f"fastest peer: train {block['fastest_peer'].get('train_step_ms')}, inference {block['fastest_peer'].get('inference_ms_per_1000')}")
+    for case, block in results["open_neuromorphic"].items():
+        size = block["size"]
+        lines.append("")
+        lines.append(f"Open Neuromorphic benchmark, {'Linear(N, N) + ' if block['with_linear'] else ''}LIF, "
+                     f"T {size['steps']} B {size['batch']} N {size['neurons']}")
+        lines.append(f"{'variant':<17} {'forward':>9} {'backward':>9} {'fwd+bwd':>9} {'x snnTorch':>10} {'x fastest':>9} {'peak MB':>8}")
+        for name, entry in block["variants"].items():
+            lines.append(
+                f"{name:<17} {entry['forward_ms']:>9.1f} {entry['backward_ms']:>9.1f} {entry['forward_backward_ms']:>9.1f} "
+                f"{_ratio(entry['forward_backward_ms_vs_snntorch']):>10} {_ratio(entry['forward_backward_ms_vs_fastest_peer']):>9} "
+                f"{entry['peak_rss_increase_mb']:>8.0f}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""One benchmark measurement in a fresh process: `python -m benchmarks.worker SPEC_JSON`.
+
+The harness (`benchmarks.harness`) starts one of these per variant and round,
+with the environment it was given and nothing added.  The worker sets the thread
+count the way a user does (`torch.set_num_threads`; for our kernels also
+`numba.set_num_threads`), builds the variant, warms it up, times it, and prints
+one JSON line with the timings (ms), the initial loss and the peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.variants import MNIST_VARIANTS, OPEN_NEUROMORPHIC_VARIANTS, MnistSize, mnist_runner, open_neuromorphic_runner
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak resident memory so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _timed_ms(action: Any) -> float:
+    started = time.perf_counter()
+    action()
+    return (time.perf_counter() - started) * 1000.0
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    threads = int(spec["threads"])
+    torch.set_num_threads(threads)
+    workload, name = spec["workload"], spec["variant"]
+    ours = (MNIST_VARIANTS if workload == "mnist" else OPEN_NEUROMORPHIC_VARIANTS)[name][2]
+    if ours:
+        import numba
+
+        numba.set_num_threads(threads)
+    baseline_mb = _peak_rss_mb()
+    result: dict[str, Any] = {"variant": name, "threads": threads}
+    if workload == "mnist":
+        size = MnistSize(**spec["size"])
+        data = np.load(spec["data"])
+        images, labels = torch.from_numpy(data["train_images"]), torch.from_numpy(data["train_labels"])
+        batches = [
+            (images[start : start + size.batch], labels[start : start + size.batch])
+            for start in range(0, images.shape[0] - size.batch + 1, size.batch)
+        ]
+        runner = mnist_runner(name, size, batches, torch.from_numpy(data["test_images"]))
+        assert runner.train_step is not None and runner.infer is not None
+        for index in range(spec["warmup"]):
+            runner.train_step(index)
+        train = [_timed_ms(lambda i=i: runner.train_step(spec["warmup"] + i)) for i in range(spec["steps"])]
+        runner.infer()
+        infer = [_timed_ms(runner.infer) for _ in range(spec["inference_passes"])]
+        result.update(
+            initial_loss=runner.initial_loss,
+            train_step_ms=statistics.median(train),
+            inference_ms_per_1000=statistics.median(infer) * 1000.0 / int(data["test_images"].shape[0]),
+        )
+    else:
+        runner = open_neuromorphic_runner(name, spec["with_linear"], **spec["size"])
+        assert runner.forward is not None and runner.backward is not None
+        forward_ms, backward_ms = [], []
+        for repeat in range(spec["warmup"] + spec["steps"]):
+            started = time.perf_counter()
+            output = runner.forward()
+            middle = time.perf_counter()
+            runner.backward(output)
+            ended = time.perf_counter()
+            del output
+            if repeat >= spec["warmup"]:
+                forward_ms.append((middle - started) * 1000.0)
+                backward_ms.append((ended - middle) * 1000.0)
+        result.update(
+            forward_ms=statistics.median(forward_ms),
+            backward_ms=statistics.median(backward_ms),
+            forward_backward_ms=statistics.median([f + b for f, b in zip(forward_ms, backward_ms)]),
+        )
+    peak = _peak_rss_mb()
+    result.update(peak_rss_mb=peak, peak_rss_increase_mb=peak - baseline_mb)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text() if argv[0].endswith(".json") else argv[0])
+    print(json.dumps(measure(spec)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
