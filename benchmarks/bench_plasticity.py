@@ -23,8 +23,8 @@ NumPy's BLAS gets --threads too (through OPENBLAS_NUM_THREADS / MKL_NUM_THREADS,
 set before numpy is imported).  On a machine shared with other busy processes,
 Numba's default OpenMP layer with more than one thread can stall each parallel
 region for a scheduler slice or more (libgomp's spinning workers get
-descheduled); OMP_WAIT_POLICY=passive avoids that.  The header prints the
-threading layer and the load average so a reader can judge.
+descheduled); --threads 1 avoids that.  The header prints the threading layer
+and the load average so a reader can judge.
 
 Implementations: "numba" (`plasticity.hebbian_kernels`, float64 sums),
 "numpy" (`plasticity.hebbian_reference`, float64), and for the covariance rule
@@ -66,10 +66,9 @@ def _preset_blas_threads(argv: list[str]) -> None:
 if __name__ == "__main__":
     _preset_blas_threads(sys.argv[1:])
 
-import experiments  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
+import torch  # noqa: E402  (first: Numba's OpenMP layer then shares torch's libgomp)
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from plasticity.hebbian import RULE_NAMES, PlasticityRule  # noqa: E402
 from training.data import MnistDataError, load_mnist  # noqa: E402

@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         mnist_cases=mnist_cases,
         open_neuromorphic_cases=neuromorphic_cases,
         variants=variants,
+        log=lambda line: print(line, flush=True),
     )
     results["machine"] = machine_description()
     results["versions"] = library_versions()

@@ -22,6 +22,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta", type=float, default=defaults.beta, help="membrane decay per step, in [0, 1] (default: 0.9)")
     parser.add_argument("--threshold", type=float, default=defaults.threshold, help="firing threshold (default: 1.0)")
     parser.add_argument("--steps", type=int, default=defaults.num_steps, help="time steps per image (default: 25)")
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="run the exact path (lif1, fc2, lif2 as separate steps, bit-identical to snnTorch) "
+        "instead of the fused kernel (the same sums in another order, several times faster)",
+    )
     add_surrogate_options(parser)
 
 
@@ -77,6 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
         surrogate=args.surrogate,
         surrogate_scale=args.surrogate_scale,
         backend=args.backend,
+        fused=not args.exact,
     )
     train_config = TrainConfig(
         epochs=args.epochs,

@@ -15,7 +15,7 @@ dL/dI1, dL/dW2 and dL/db2 directly, so the layer before it (fc1) receives its
 gradient as usual and computes dW1 = dL/dI1^T x in one GEMM.
 
 What is and is not the same as the exact path:
-  * hidden spikes and counts: bit-identical (the same LIF operations on the same I1);
+  * hidden spike counts: bit-identical (the same LIF operations on the same I1);
   * output currents: the same sum in another order (hidden neurons in index order
     instead of MKL's blocking), so an output membrane can differ in its last bit,
     and an output spike flips where a membrane lies within that rounding of the
@@ -40,9 +40,12 @@ from lif_core.neuron import LIFParameters
 
 
 class FusedOutput(NamedTuple):
-    """Hidden spikes (T, B, H) and counts (B, H); output spikes (T, B, K) and counts (B, K)."""
+    """Hidden spike counts (B, H); output spikes (T, B, K) and counts (B, K).
 
-    hidden_spikes: Tensor
+    The hidden spikes themselves are not returned: a (T, B, H) float tensor costs more
+    to write than to recompute, so a caller that needs them runs
+    `lif_sequence(hidden_current, hidden, num_steps)`, which gives the same bits."""
+
     hidden_counts: Tensor
     output_spikes: Tensor
     output_counts: Tensor
@@ -81,20 +84,17 @@ class LIFLinearLIFFunction(torch.autograd.Function):
         num_steps: int,
         hidden: LIFParameters,
         output: LIFParameters,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         current, weight, bias = (tensor.detach().contiguous() for tensor in (hidden_current, weight, bias))
-        hidden_spikes, hidden_counts, output_spikes, output_counts = _forward(
-            current, weight, bias, num_steps, hidden, output
-        )
+        hidden_counts, output_spikes, output_counts = _forward(current, weight, bias, num_steps, hidden, output)
         ctx.save_for_backward(current, weight, bias, hidden_counts)
         ctx.num_steps, ctx.hidden, ctx.output = num_steps, hidden, output
         ctx.set_materialize_grads(False)  # unused outputs arrive as None, not zeros
-        return hidden_spikes, hidden_counts, output_spikes, output_counts
+        return hidden_counts, output_spikes, output_counts
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx,
-        grad_hidden_spikes: Tensor | None,
         grad_hidden_counts: Tensor | None,
         grad_output_spikes: Tensor | None,
         grad_output_counts: Tensor | None,
@@ -116,7 +116,6 @@ class LIFLinearLIFFunction(torch.autograd.Function):
             _array(grad_output_counts),
             _array(grad_output_spikes),
             _array(grad_hidden_counts),
-            _array(grad_hidden_spikes),
         )
         return (
             torch.from_numpy(grad_current),
@@ -152,7 +151,7 @@ def lif_linear_lif(
     """S1 = LIF(I1) for T steps, I2_t = W2 S1_t + b2, S2 = LIF(I2), differentiably.
 
     hidden_current: (B, H) constant input I1; weight (K, H) and bias (K,) are W2, b2.
-    Returns FusedOutput(hidden_spikes, hidden_counts, output_spikes, output_counts).
+    Returns FusedOutput(hidden_counts, output_spikes, output_counts).
     """
     problem = fused_supported(hidden_current, weight)
     if problem is not None:

@@ -16,14 +16,14 @@ Forward, per image b (U_{-1} = 0; the same recurrence as `lif_core.numba_kernels
     U2_t = beta2 U2_{t-1} + I2_t - H(U2_{t-1} - thr2) thr2,   S2_t = H(U2_t - thr2)
 
 Backward, per image, from dL/dC2, dL/dC1 (spike counts) and, when given, dL/dS2_t
-and dL/dS1_t (the reset is detached, as in the exact path):
+(the reset is detached, as in the exact path):
 
     pass 1, forward in time: recompute U1, S1, I2, U2; keep U2 (T x K, tiny)
     pass 2, reverse time, the output layer:
         g2_t = (dL/dC2 + dL/dS2_t) sur'(U2_t - thr2) + beta2 g2_{t+1},   g2_T = 0
         dL/db2 = sum_t g2_t
     pass 3, forward in time again: recompute U1_t and S1_t, and
-        dL/dS1_t = dL/dC1 + dL/dS1_t|direct + W2^T g2_t
+        dL/dS1_t = dL/dC1 + W2^T g2_t
         a_t      = dL/dS1_t sur'(U1_t - thr1)
         dL/dW2  += g2_t S1_t^T
         dL/dI1   = sum_t g1_t = sum_t c_t a_t,    c_t = 1 + beta1 + ... + beta1^t
@@ -135,7 +135,6 @@ def fused_forward(
     threshold1,
     beta2,
     threshold2,
-    hidden_spikes_out,  # (T, B, H)
     hidden_counts_out,  # (B, H)
     output_spikes_out,  # (T, B, K)
     output_counts_out,  # (B, K)
@@ -156,7 +155,8 @@ def fused_forward(
         membrane2 = np.empty(classes, dtype=dtype)
         spikes2 = np.empty(classes, dtype=dtype)
         for b in range(block * batch // blocks, (block + 1) * batch // blocks):
-            # The hidden layer over all T steps: S1_t and C1 = sum_t S1_t.
+            # The hidden layer over all T steps: C1 = sum_t S1_t.  (S1 itself is not
+            # written: a (T, B, H) tensor costs more to store than to recompute.)
             counts1 = hidden_counts_out[b]
             for n in range(hidden):
                 membrane1[n] = zero
@@ -164,7 +164,6 @@ def fused_forward(
             for t in range(num_steps):
                 lif_step_exact(membrane1, hidden_current[b], spikes1, beta1, threshold1)
                 for n in range(hidden):
-                    hidden_spikes_out[t, b, n] = spikes1[n]
                     counts1[n] += spikes1[n]
             # Only the m neurons that spiked at all feed the output layer.
             m = active_neurons(counts1, active)
@@ -202,8 +201,6 @@ def fused_backward(
     has_grad_output_spikes,
     grad_hidden_counts,  # (B, H), or a dummy
     has_grad_hidden_counts,
-    grad_hidden_spikes,  # (T, B, H), or a dummy
-    has_grad_hidden_spikes,
     grad_hidden_current_out,  # (B, H)
     grad_weight_blocks,  # (blocks, K, H) scratch, summed by the caller
     grad_bias_blocks,  # (blocks, K)
@@ -291,16 +288,13 @@ def fused_backward(
                 grad_i1[n] = zero
             for t in range(num_steps):
                 lif_step_exact(membrane1, hidden_current[b], spikes1, beta1, threshold1)
-                # dL/dS1_t = dL/dC1 + dL/dS1_t|direct + W2^T g2_t
+                # dL/dS1_t = dL/dC1 + W2^T g2_t
                 if has_grad_hidden_counts:
                     for n in range(hidden):
                         grad_s1[n] = grad_hidden_counts[b, n]
                 else:
                     for n in range(hidden):
                         grad_s1[n] = zero
-                if has_grad_hidden_spikes:
-                    for n in range(hidden):
-                        grad_s1[n] += grad_hidden_spikes[t, b, n]
                 # (four rows of W2 per sweep over the H neurons, added in the order k = 0, 1, ...)
                 full = classes - classes % 4
                 for k in range(0, full, 4):
@@ -342,13 +336,12 @@ def forward(
     threshold1: float,
     beta2: float,
     threshold2: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Run `fused_forward`; returns (hidden_spikes (T, B, H), hidden_counts (B, H),
-    output_spikes (T, B, K), output_counts (B, K)).  Betas are clamped to [0, 1]."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run `fused_forward`; returns (hidden_counts (B, H), output_spikes (T, B, K),
+    output_counts (B, K)).  Betas are clamped to [0, 1]."""
     dtype = hidden_current.dtype.type
     batch, hidden = hidden_current.shape
     classes = weight.shape[0]
-    hidden_spikes = np.empty((num_steps, batch, hidden), dtype=hidden_current.dtype)
     hidden_counts = np.empty((batch, hidden), dtype=hidden_current.dtype)
     output_spikes = np.empty((num_steps, batch, classes), dtype=hidden_current.dtype)
     output_counts = np.empty((batch, classes), dtype=hidden_current.dtype)
@@ -361,12 +354,11 @@ def forward(
         dtype(threshold1),
         dtype(_clamped(beta2)),
         dtype(threshold2),
-        hidden_spikes,
         hidden_counts,
         output_spikes,
         output_counts,
     )
-    return hidden_spikes, hidden_counts, output_spikes, output_counts
+    return hidden_counts, output_spikes, output_counts
 
 
 def backward(
@@ -384,7 +376,6 @@ def backward(
     grad_output_counts: np.ndarray | None,
     grad_output_spikes: np.ndarray | None,
     grad_hidden_counts: np.ndarray | None,
-    grad_hidden_spikes: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run `fused_backward`; returns (dL/dI1 (B, H), dL/dW2 (K, H), dL/db2 (K,)).
     `hidden_counts` are the forward pass's C1, which name the neurons that spiked;
@@ -417,8 +408,6 @@ def backward(
         grad_output_spikes is not None,
         dummy[0] if grad_hidden_counts is None else grad_hidden_counts,
         grad_hidden_counts is not None,
-        dummy if grad_hidden_spikes is None else grad_hidden_spikes,
-        grad_hidden_spikes is not None,
         grad_current,
         grad_weight_blocks,
         grad_bias_blocks,

@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-import experiments  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
-
 from training.data import DATA_ENV_VAR, MnistDataError, MnistSplit, ensure_mnist_cache, load_mnist
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,8 @@ Two compute paths, the same function:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -68,16 +69,35 @@ class ModelConfig:
         return asdict(self)
 
 
-class SNNOutput(NamedTuple):
+class SNNOutput:
     """Everything a forward pass produces; (T, B, N) for sequences, (B, N) for counts.
-    Membranes are None unless asked for (`record_membranes=True`)."""
+    Membranes are None unless asked for (`record_membranes=True`).
 
-    output_spikes: Tensor
-    output_counts: Tensor
-    hidden_spikes: Tensor
-    hidden_counts: Tensor
-    output_membranes: Tensor | None = None
-    hidden_membranes: Tensor | None = None
+    On the fused path the hidden spikes are computed when first read: the kernel
+    keeps only their counts, and `lif_sequence` on the same current gives the same
+    spikes, bit for bit (with a gradient, if the forward pass had one)."""
+
+    def __init__(
+        self,
+        output_spikes: Tensor,
+        output_counts: Tensor,
+        hidden_counts: Tensor,
+        hidden_spikes: Tensor | Callable[[], Tensor],
+        output_membranes: Tensor | None = None,
+        hidden_membranes: Tensor | None = None,
+    ) -> None:
+        self.output_spikes = output_spikes
+        self.output_counts = output_counts
+        self.hidden_counts = hidden_counts
+        self.output_membranes = output_membranes
+        self.hidden_membranes = hidden_membranes
+        self._hidden_spikes = hidden_spikes
+
+    @property
+    def hidden_spikes(self) -> Tensor:
+        if not isinstance(self._hidden_spikes, Tensor):
+            self._hidden_spikes = self._hidden_spikes()
+        return self._hidden_spikes
 
 
 class SupervisedSNN(nn.Module):
@@ -122,11 +142,17 @@ class SupervisedSNN(nn.Module):
             fused = lif_linear_lif(
                 current, self.fc2.weight, self.fc2.bias, self.num_steps, self.lif1.params, self.lif2.params
             )
+            grad_enabled = torch.is_grad_enabled()
+
+            def hidden_spikes() -> Tensor:
+                with torch.set_grad_enabled(grad_enabled):
+                    return self.lif1(current, num_steps=self.num_steps, return_membranes=False).spikes
+
             return SNNOutput(
                 output_spikes=fused.output_spikes,
                 output_counts=fused.output_counts,
-                hidden_spikes=fused.hidden_spikes,
                 hidden_counts=fused.hidden_counts,
+                hidden_spikes=hidden_spikes,
             )
         hidden = self.lif1(current, num_steps=self.num_steps, return_membranes=record_membranes)
         # I2_t = W2 S1_t + b2

@@ -193,7 +193,7 @@ def library_versions() -> dict[str, str]:
         "numba": numba.__version__,
         "numpy": np.__version__,
         "numba_threading_layer": str(numba.config.THREADING_LAYER),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset: the OpenMP default)"),
     }
 
 
@@ -289,7 +289,14 @@ def train(
         optimizer = build_optimizer(model, train_config.learning_rate)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
-        out_dir / CONFIG_JSON, {**settings, "versions": library_versions(), "machine": machine_description()}
+        out_dir / CONFIG_JSON,
+        {
+            **settings,
+            # "fused" or "exact" (see training.model): which kernels this run's numbers come from
+            "compute_path": model.compute_path(device),
+            "versions": library_versions(),
+            "machine": machine_description(),
+        },
     )
 
     images, labels = train_split.flat_images, train_split.labels
