@@ -267,3 +267,19 @@ def format_markdown(results: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+TABLES_BEGIN, TABLES_END = "<!-- bench-tables:begin -->", "<!-- bench-tables:end -->"
+
+
+def render_tables(results_path: Path, page: Path) -> None:
+    """Rewrite the tables between the bench-tables markers of `page` from a results JSON."""
+    text = page.read_text(encoding="utf-8")
+    head, _, rest = text.partition(TABLES_BEGIN)
+    _, _, tail = rest.partition(TABLES_END)
+    tables = format_markdown(json.loads(results_path.read_text(encoding="utf-8")))
+    page.write_text(f"{head}{TABLES_BEGIN}\n{tables}\n{TABLES_END}{tail}", encoding="utf-8")
+
+
+if __name__ == "__main__":  # python -m benchmarks.harness RESULTS.json PAGE.md
+    render_tables(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -4,7 +4,9 @@ The harness (`benchmarks.harness`) starts one of these per variant and round,
 with the environment it was given and nothing added.  The worker sets the thread
 count the way a user does (`torch.set_num_threads`; for our kernels also
 `numba.set_num_threads`), builds the variant, warms it up, times it, and prints
-one JSON line with the timings (ms), the initial loss and the peak memory.
+one JSON line with the timings (ms), the initial loss and the peak memory
+(peak resident memory, and its growth over the resident memory just before the
+variant is built; the peak may have been reached while importing a library).
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _current_rss_mb() -> float:
+    """The process's resident memory now (Linux /proc; the peak where that is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        return _peak_rss_mb()
+
+
 def _timed_ms(action: Any) -> float:
     started = time.perf_counter()
     action()
@@ -43,7 +54,6 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
         import numba
 
         numba.set_num_threads(threads)
-    baseline_mb = _peak_rss_mb()
     result: dict[str, Any] = {"variant": name, "threads": threads}
     if workload == "mnist":
         size = MnistSize(**spec["size"])
@@ -53,6 +63,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             (images[start : start + size.batch], labels[start : start + size.batch])
             for start in range(0, images.shape[0] - size.batch + 1, size.batch)
         ]
+        baseline_mb = _current_rss_mb()  # after imports and data: what the variant adds is its own
         runner = mnist_runner(name, size, batches, torch.from_numpy(data["test_images"]))
         assert runner.train_step is not None and runner.infer is not None
         for index in range(spec["warmup"]):
@@ -66,6 +77,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             inference_ms_per_1000=statistics.median(infer) * 1000.0 / int(data["test_images"].shape[0]),
         )
     else:
+        baseline_mb = _current_rss_mb()
         runner = open_neuromorphic_runner(name, spec["with_linear"], **spec["size"])
         assert runner.forward is not None and runner.backward is not None
         forward_ms, backward_ms = [], []

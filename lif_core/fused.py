@@ -9,7 +9,8 @@ The exact path is three autograd nodes,
 which is the reference: the same bits as snnTorch.  `lif_linear_lif` computes the
 same function in one Numba kernel per direction (`lif_core.fused_kernels`), an
 image at a time: nothing of size (T, B, H) is stored for the backward pass (only
-I1, W2, b2 and the hidden spike counts), the hidden layer is recomputed, and
+I1, W2, b2, the hidden spike counts and the output membranes), the hidden layer
+is recomputed, and
 W2's products run over the hidden neurons that spiked at all.  It returns
 dL/dI1, dL/dW2 and dL/db2 directly, so the layer before it (fc1) receives its
 gradient as usual and computes dW1 = dL/dI1^T x in one GEMM.
@@ -57,9 +58,9 @@ def _array(tensor: Tensor | None) -> np.ndarray | None:
 
 def _forward(
     current: Tensor, weight: Tensor, bias: Tensor, num_steps: int, hidden: LIFParameters, output: LIFParameters
-) -> FusedOutput:
-    """Both layers' forward kernel on contiguous, detached tensors."""
-    arrays = fused_kernels.forward(
+) -> tuple[FusedOutput, Tensor]:
+    """Both layers' forward kernel on contiguous, detached tensors; also returns U2."""
+    *arrays, output_membranes = fused_kernels.forward(
         current.numpy(),
         weight.numpy(),
         bias.numpy(),
@@ -69,7 +70,7 @@ def _forward(
         float(output.beta),
         float(output.threshold),
     )
-    return FusedOutput(*(torch.from_numpy(array) for array in arrays))
+    return FusedOutput(*(torch.from_numpy(array) for array in arrays)), torch.from_numpy(output_membranes)
 
 
 class LIFLinearLIFFunction(torch.autograd.Function):
@@ -86,8 +87,10 @@ class LIFLinearLIFFunction(torch.autograd.Function):
         output: LIFParameters,
     ) -> tuple[Tensor, Tensor, Tensor]:
         current, weight, bias = (tensor.detach().contiguous() for tensor in (hidden_current, weight, bias))
-        hidden_counts, output_spikes, output_counts = _forward(current, weight, bias, num_steps, hidden, output)
-        ctx.save_for_backward(current, weight, bias, hidden_counts)
+        (hidden_counts, output_spikes, output_counts), output_membranes = _forward(
+            current, weight, bias, num_steps, hidden, output
+        )
+        ctx.save_for_backward(current, weight, bias, hidden_counts, output_membranes)
         ctx.num_steps, ctx.hidden, ctx.output = num_steps, hidden, output
         ctx.set_materialize_grads(False)  # unused outputs arrive as None, not zeros
         return hidden_counts, output_spikes, output_counts
@@ -99,11 +102,12 @@ class LIFLinearLIFFunction(torch.autograd.Function):
         grad_output_spikes: Tensor | None,
         grad_output_counts: Tensor | None,
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None, None]:
-        current, weight, bias, hidden_counts = ctx.saved_tensors
+        current, weight, bias, hidden_counts, output_membranes = ctx.saved_tensors
         hidden, output = ctx.hidden, ctx.output
         grad_current, grad_weight, grad_bias = fused_kernels.backward(
             current.numpy(),
             hidden_counts.numpy(),
+            output_membranes.numpy(),
             weight.numpy(),
             bias.numpy(),
             ctx.num_steps,
@@ -160,5 +164,5 @@ def lif_linear_lif(
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in (hidden_current, weight, bias))):
         tensors = (tensor.detach().contiguous() for tensor in (hidden_current, weight, bias))
-        return _forward(*tensors, num_steps, hidden, output)
+        return _forward(*tensors, num_steps, hidden, output)[0]
     return FusedOutput(*LIFLinearLIFFunction.apply(hidden_current, weight, bias, num_steps, hidden, output))

@@ -18,7 +18,8 @@ Forward, per image b (U_{-1} = 0; the same recurrence as `lif_core.numba_kernels
 Backward, per image, from dL/dC2, dL/dC1 (spike counts) and, when given, dL/dS2_t
 (the reset is detached, as in the exact path):
 
-    pass 1, forward in time: recompute U1, S1, I2, U2; keep U2 (T x K, tiny)
+    (the forward pass keeps U2, T x K per image: small)
+    pass 1: recompute the spike trains S1_t of the hidden neurons that spike at all
     pass 2, reverse time, the output layer:
         g2_t = (dL/dC2 + dL/dS2_t) sur'(U2_t - thr2) + beta2 g2_{t+1},   g2_T = 0
         dL/db2 = sum_t g2_t
@@ -138,6 +139,7 @@ def fused_forward(
     hidden_counts_out,  # (B, H)
     output_spikes_out,  # (T, B, K)
     output_counts_out,  # (B, K)
+    output_membranes_out,  # (T, B, K): U2, kept for the backward pass (small)
 ):
     batch, hidden = hidden_current.shape
     classes = weight.shape[0]
@@ -178,12 +180,14 @@ def fused_forward(
                 for k in range(classes):
                     output_spikes_out[t, b, k] = spikes2[k]
                     output_counts_out[b, k] += spikes2[k]
+                    output_membranes_out[t, b, k] = membrane2[k]
 
 
 @numba.njit(**_OPTIONS)
 def fused_backward(
     hidden_current,  # (B, H) I1
     hidden_counts,  # (B, H) C1 from the forward pass
+    output_membranes,  # (T, B, K) U2 from the forward pass
     weight,  # (K, H) W2
     bias,  # (K,) b2
     num_steps,
@@ -226,11 +230,7 @@ def fused_backward(
         grad_i1 = np.empty(hidden, dtype=dtype)
         active = np.empty(hidden, dtype=np.int64)
         trains = np.empty((num_steps, hidden), dtype=dtype)
-        active_weight = np.empty((classes, hidden), dtype=dtype)
-        currents2 = np.empty((num_steps, classes), dtype=dtype)
-        membrane2 = np.empty(classes, dtype=dtype)
-        spikes2 = np.empty(classes, dtype=dtype)
-        output_membranes = np.empty((num_steps, classes), dtype=dtype)
+        active_weight = np.empty((classes, hidden), dtype=dtype)  # filled by active_trains, unused here
         output_grads = np.empty((num_steps, classes), dtype=dtype)  # g2_t
         grad_active = np.empty((classes, hidden), dtype=dtype)  # dL/dW2[:, active_j]
         grad_w = grad_weight_blocks[block]
@@ -240,16 +240,9 @@ def fused_backward(
             for n in range(hidden):
                 grad_w[k, n] = zero
         for b in range(block * batch // blocks, (block + 1) * batch // blocks):
-            # pass 1: recompute the output layer from the m hidden neurons that spiked
+            # pass 1: the spike trains of the m hidden neurons that spiked (U2 was kept)
             m = active_neurons(hidden_counts[b], active)
             active_trains(hidden_current[b], weight, active, m, num_steps, beta1, threshold1, membrane1, spikes1, trains, active_weight)
-            output_currents(active_weight, trains, m, num_steps, bias, currents2)
-            for k in range(classes):
-                membrane2[k] = zero
-            for t in range(num_steps):
-                lif_step_exact(membrane2, currents2[t], spikes2, beta2, threshold2)
-                for k in range(classes):
-                    output_membranes[t, k] = membrane2[k]
             # pass 2, reverse time: g2_t = dL/dS2_t sur'(U2_t - thr2) + beta2 g2_{t+1}
             for k in range(classes):
                 carry = zero
@@ -257,7 +250,7 @@ def fused_backward(
                     grad_s2 = grad_output_counts[b, k]
                     if has_grad_output_spikes:
                         grad_s2 += grad_output_spikes[t, b, k]
-                    x = output_membranes[t, k] - threshold2
+                    x = output_membranes[t, b, k] - threshold2
                     if surrogate2_code == FAST_SIGMOID:
                         d = surrogate2_scale * abs(x) + one
                         slope = one / (d * d)
@@ -336,15 +329,16 @@ def forward(
     threshold1: float,
     beta2: float,
     threshold2: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Run `fused_forward`; returns (hidden_counts (B, H), output_spikes (T, B, K),
-    output_counts (B, K)).  Betas are clamped to [0, 1]."""
+    output_counts (B, K), output_membranes (T, B, K)).  Betas are clamped to [0, 1]."""
     dtype = hidden_current.dtype.type
     batch, hidden = hidden_current.shape
     classes = weight.shape[0]
     hidden_counts = np.empty((batch, hidden), dtype=hidden_current.dtype)
     output_spikes = np.empty((num_steps, batch, classes), dtype=hidden_current.dtype)
     output_counts = np.empty((batch, classes), dtype=hidden_current.dtype)
+    output_membranes = np.empty((num_steps, batch, classes), dtype=hidden_current.dtype)
     fused_forward(
         hidden_current,
         weight,
@@ -357,13 +351,15 @@ def forward(
         hidden_counts,
         output_spikes,
         output_counts,
+        output_membranes,
     )
-    return hidden_counts, output_spikes, output_counts
+    return hidden_counts, output_spikes, output_counts, output_membranes
 
 
 def backward(
     hidden_current: np.ndarray,
     hidden_counts: np.ndarray,
+    output_membranes: np.ndarray,
     weight: np.ndarray,
     bias: np.ndarray,
     num_steps: int,
@@ -378,7 +374,8 @@ def backward(
     grad_hidden_counts: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run `fused_backward`; returns (dL/dI1 (B, H), dL/dW2 (K, H), dL/db2 (K,)).
-    `hidden_counts` are the forward pass's C1, which name the neurons that spiked;
+    `hidden_counts` (C1, naming the neurons that spiked) and `output_membranes` (U2)
+    are the forward pass's;
     each surrogate is (name, scale), for the hidden and the output layer."""
     dtype = hidden_current.dtype.type
     batch, hidden = hidden_current.shape
@@ -391,6 +388,7 @@ def backward(
     fused_backward(
         hidden_current,
         hidden_counts,
+        output_membranes,
         weight,
         bias,
         num_steps,

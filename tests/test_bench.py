@@ -87,3 +87,16 @@ def test_bench_data_is_what_the_workers_read(tmp_path) -> None:
     path = write_data(np.zeros((4, 784), np.float32), np.zeros(4, np.int64), np.zeros((2, 784), np.float32), tmp_path)
     with np.load(path) as data:
         assert set(data.files) == {"train_images", "train_labels", "test_images"}
+
+
+def test_performance_page_tables_are_the_committed_run() -> None:
+    """docs/performance.md's tables are format_markdown of docs/bench.json, verbatim."""
+    import json
+    from pathlib import Path
+
+    from benchmarks.harness import TABLES_BEGIN, TABLES_END, format_markdown
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    page = (docs / "performance.md").read_text(encoding="utf-8")
+    tables = page.split(TABLES_BEGIN, 1)[1].split(TABLES_END, 1)[0].strip()
+    assert tables == format_markdown(json.loads((docs / "bench.json").read_text(encoding="utf-8"))).strip()
