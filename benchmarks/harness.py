@@ -130,7 +130,11 @@ def run_benchmark(
     """Time every installed variant on every case; see the module docstring for the rules."""
     mnist_names = available_variants(MNIST_VARIANTS, variants)
     neuromorphic_names = available_variants(OPEN_NEUROMORPHIC_VARIANTS, variants)
-    missing = [name for name, (_, module, _) in MNIST_VARIANTS.items() if not installed(module)]
+    missing = [
+        name
+        for name, (_, module, _) in MNIST_VARIANTS.items()
+        if not installed(module) and (variants is None or name in variants)
+    ]
     if missing:
         log(f"not installed, skipped: {', '.join(missing)} (pip install -e \".[bench]\")")
     jobs: list[tuple[str, str, str, dict[str, Any]]] = []
