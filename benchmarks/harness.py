@@ -33,6 +33,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks.variants import MNIST_VARIANTS, OPEN_NEUROMORPHIC_VARIANTS, MnistSize
+from training.errors import SnnMnistError
+
+
+class BenchmarkWorkerError(SnnMnistError):
+    """A variant's worker process failed; its last error line is in the message."""
 
 # The sizes the training step is timed at: the study's, and each dimension grown.
 MNIST_CASES: dict[str, MnistSize] = {
@@ -71,10 +76,15 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         text=True,
         timeout=WORKER_TIMEOUT_S,
         env=dict(os.environ),
+        check=False,  # a failure is reported below, with the worker's last error line
     )
     if completed.returncode != 0:
         last = (completed.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise RuntimeError(f"benchmark worker for {spec['workload']}/{spec['variant']} failed: {last}")
+        raise BenchmarkWorkerError(
+            f"the benchmark worker for {spec['workload']}/{spec['variant']} failed: {last}. "
+            f"Fix: leave that variant out with --variants, or run python -m benchmarks.worker "
+            f"'{json.dumps(spec)}' to see the whole error"
+        )
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
@@ -105,7 +115,7 @@ def _add_ratios(
     for key in keys:
         if peers:
             fastest[key] = min(peers, key=lambda name: variants[name][key])
-        for name, entry in variants.items():
+        for entry in variants.values():
             entry[f"{key}_vs_snntorch"] = (
                 variants["snntorch"][key] / entry[key] if "snntorch" in variants else None
             )
@@ -203,7 +213,7 @@ def _ratio(value: float | None) -> str:
 def format_results(results: dict[str, Any]) -> str:
     lines = [f"threads {results['threads']}, {results['rounds']} rounds, each variant in its own process; "
              "median ms (range over rounds); ratios to the study's snnTorch code and to the fastest peer"]
-    for case, block in results["mnist"].items():
+    for block in results["mnist"].values():
         size = block["size"]
         lines.append("")
         lines.append(f"MNIST training step and inference, B {size['batch']} H {size['hidden']} T {size['steps']} "
@@ -218,7 +228,7 @@ def format_results(results: dict[str, Any]) -> str:
                 f"{_ratio(entry['inference_ms_per_1000_vs_fastest_peer']):>9} {entry['peak_rss_increase_mb']:>8.0f}"
             )
         lines.append(f"fastest peer: train {block['fastest_peer'].get('train_step_ms')}, inference {block['fastest_peer'].get('inference_ms_per_1000')}")
-    for case, block in results["open_neuromorphic"].items():
+    for block in results["open_neuromorphic"].values():
         size = block["size"]
         lines.append("")
         lines.append(f"Open Neuromorphic benchmark, {'Linear(N, N) + ' if block['with_linear'] else ''}LIF, "
@@ -236,7 +246,7 @@ def format_results(results: dict[str, Any]) -> str:
 def format_markdown(results: dict[str, Any]) -> str:
     """The tables of docs/performance.md, from a results JSON."""
     lines: list[str] = []
-    for case, block in results["mnist"].items():
+    for block in results["mnist"].values():
         size = block["size"]
         lines += [
             f"**MNIST, B {size['batch']} H {size['hidden']} T {size['steps']}** "
@@ -254,7 +264,7 @@ def format_markdown(results: dict[str, Any]) -> str:
                 f"| {_ratio(entry['inference_ms_per_1000_vs_fastest_peer']).strip()} | {entry['peak_rss_increase_mb']:.0f} |"
             )
         lines.append("")
-    for case, block in results["open_neuromorphic"].items():
+    for block in results["open_neuromorphic"].values():
         size = block["size"]
         lines += [
             f"**Open Neuromorphic, {'Linear(N, N) + ' if block['with_linear'] else ''}LIF, T {size['steps']} B {size['batch']} N {size['neurons']}**",

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.variants import MNIST_VARIANTS, OPEN_NEUROMORPHIC_VARIANTS, MnistSize, mnist_runner, open_neuromorphic_runner
+from benchmarks.variants import (
+    MNIST_VARIANTS,
+    OPEN_NEUROMORPHIC_VARIANTS,
+    MnistSize,
+    mnist_runner,
+    open_neuromorphic_runner,
+)
 
 
 def _peak_rss_mb() -> float:

@@ -29,7 +29,7 @@ def test_bench_runs_variants_in_processes_and_reports_ratios(mnist_test: MnistSp
     assert list(block["variants"]) == ["snntorch", "torch_loop", "numba"]
     assert block["same_initial_loss"] is True
     assert results["variants"] is block["variants"]  # the study's size at the top level
-    for name, entry in block["variants"].items():
+    for entry in block["variants"].values():
         assert len(entry["train_step_ms_rounds"]) == 2
         low, high = entry["train_step_ms_spread"]
         assert low <= entry["train_step_ms"] <= high
@@ -68,7 +68,8 @@ def test_numba_parallel_regions_run_on_torchs_openmp_runtime() -> None:
         "print(numba.threading_layer())\n"
     )
     completed = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "LD_DEBUG": "bindings"}
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False,
+        env={**os.environ, "LD_DEBUG": "bindings"},
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     if completed.stdout.strip() != "omp":
@@ -77,7 +78,7 @@ def test_numba_parallel_regions_run_on_torchs_openmp_runtime() -> None:
     numba_binding = [line for line in bindings if "omppool" in line.split(" to ")[0]]
     torch_binding = [line for line in bindings if "libtorch_cpu" in line.split(" to ")[0]]
     assert numba_binding and torch_binding, bindings
-    target = lambda line: line.split(" to ")[1].split(" [")[0]  # noqa: E731
+    target = lambda line: line.split(" to ")[1].split(" [")[0]
     assert {target(line) for line in numba_binding} == {target(line) for line in torch_binding}
 
 
@@ -100,3 +101,12 @@ def test_performance_page_tables_are_the_committed_run() -> None:
     page = (docs / "performance.md").read_text(encoding="utf-8")
     tables = page.split(TABLES_BEGIN, 1)[1].split(TABLES_END, 1)[0].strip()
     assert tables == format_markdown(json.loads((docs / "bench.json").read_text(encoding="utf-8"))).strip()
+
+
+def test_a_failing_worker_is_one_error_naming_the_variant() -> None:
+    from benchmarks.harness import BenchmarkWorkerError, run_worker
+
+    spec = {"workload": "mnist", "variant": "snntorch", "threads": 1, "size": {"batch": 128, "hidden": 512, "steps": 25},
+            "data": "/nonexistent/bench_data.npz", "warmup": 1, "steps": 3, "inference_passes": 1}
+    with pytest.raises(BenchmarkWorkerError, match="mnist/snntorch failed: .*Fix: leave that variant out"):
+        run_worker(spec)
