@@ -36,8 +36,8 @@ the hidden membranes never need to be stored: pass 3 recomputes them with the
 same operations as pass 1, bit for bit.
 
 What differs from the exact path is only the order of float additions: the K dot
-products (vectorised, so LLVM may reassociate them: `fastmath={"reassoc"}`) stand
-in for MKL's GEMM, and dL/dI1 is summed as c_t a_t instead of by the recursion.
+products (vectorised, so LLVM may reassociate them and use FMA: `fastmath=
+{"reassoc", "contract"}` in `dot` alone) stand in for MKL's GEMM, and dL/dI1 is summed as c_t a_t instead of by the recursion.
 Spikes therefore agree with the exact path except where a membrane lies within
 float32 rounding of the threshold; `tests/test_fused.py` measures how often.
 
@@ -101,21 +101,24 @@ def active_neurons(counts, indices):
 
 
 @numba.njit(inline="always")
-def active_trains(current, weight, active, m, num_steps, beta, threshold, membrane, spikes, trains, active_weight):
-    """The m active neurons' spike trains, trains[t, j] = S1_t[active_j] (recomputed
-    with `lif_step_exact`: the same spikes), and W2's columns for them,
-    active_weight[k, j] = W2[k, active_j]."""
-    classes = weight.shape[0]
+def active_trains(current, active, m, num_steps, beta, threshold, membrane, spikes, trains):
+    """The m active neurons' spike trains, trains[t, j] = S1_t[active_j], recomputed
+    with `lif_step_exact`: the same spikes."""
     zero = current[0] - current[0]
     inputs = spikes[m : 2 * m]
     for j in range(m):
         membrane[j] = zero
         inputs[j] = current[active[j]]
-    for k in range(classes):
-        for j in range(m):
-            active_weight[k, j] = weight[k, active[j]]
     for t in range(num_steps):
         lif_step_exact(membrane[:m], inputs, trains[t, :m], beta, threshold)
+
+
+@numba.njit(inline="always")
+def active_columns(weight, active, m, active_weight):
+    """W2's columns for the m active neurons: active_weight[k, j] = W2[k, active_j]."""
+    for k in range(weight.shape[0]):
+        for j in range(m):
+            active_weight[k, j] = weight[k, active[j]]
 
 
 @numba.njit(inline="always")
@@ -169,7 +172,8 @@ def fused_forward(
                     counts1[n] += spikes1[n]
             # Only the m neurons that spiked at all feed the output layer.
             m = active_neurons(counts1, active)
-            active_trains(hidden_current[b], weight, active, m, num_steps, beta1, threshold1, membrane1, spikes1, trains, active_weight)
+            active_trains(hidden_current[b], active, m, num_steps, beta1, threshold1, membrane1, spikes1, trains)
+            active_columns(weight, active, m, active_weight)
             # I2_t = W2 S1_t + b2, then the output layer over all T steps
             output_currents(active_weight, trains, m, num_steps, bias, currents2)
             for k in range(classes):
@@ -230,7 +234,6 @@ def fused_backward(
         grad_i1 = np.empty(hidden, dtype=dtype)
         active = np.empty(hidden, dtype=np.int64)
         trains = np.empty((num_steps, hidden), dtype=dtype)
-        active_weight = np.empty((classes, hidden), dtype=dtype)  # filled by active_trains, unused here
         output_grads = np.empty((num_steps, classes), dtype=dtype)  # g2_t
         grad_active = np.empty((classes, hidden), dtype=dtype)  # dL/dW2[:, active_j]
         grad_w = grad_weight_blocks[block]
@@ -242,7 +245,7 @@ def fused_backward(
         for b in range(block * batch // blocks, (block + 1) * batch // blocks):
             # pass 1: the spike trains of the m hidden neurons that spiked (U2 was kept)
             m = active_neurons(hidden_counts[b], active)
-            active_trains(hidden_current[b], weight, active, m, num_steps, beta1, threshold1, membrane1, spikes1, trains, active_weight)
+            active_trains(hidden_current[b], active, m, num_steps, beta1, threshold1, membrane1, spikes1, trains)
             # pass 2, reverse time: g2_t = dL/dS2_t sur'(U2_t - thr2) + beta2 g2_{t+1}
             for k in range(classes):
                 carry = zero

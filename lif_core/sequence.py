@@ -2,8 +2,10 @@
 
 Instead of letting autograd record T small steps (and their T surrogate
 Functions), the forward pass runs the whole time loop without a graph and saves
-only the membranes U_0..U_{T-1}; the backward pass is the hand-written BPTT
-recursion (see `lif_core.neuron.reference_backward`):
+only the membranes U_0..U_{T-1} (or, for a time-varying input on numba whose
+membranes are not asked for, only the input, from which the backward pass
+recomputes them); the backward pass is the hand-written BPTT recursion (see
+`lif_core.neuron.reference_backward`):
 
     g_t = dL/dS_t * surrogate'(U_t - thr) + dL/dU_t|direct + beta * g_{t+1}
     dL/dI_t = g_t
@@ -113,7 +115,7 @@ class LIFSequenceFunction(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx, grad_spikes: Tensor | None, grad_membranes: Tensor | None, grad_counts: Tensor | None
     ) -> tuple[Tensor | None, None, None, None, None, None, None]:
-        (membranes,) = ctx.saved_tensors
+        (saved,) = ctx.saved_tensors  # the membranes, or the input when ctx.recompute
         if grad_spikes is None and grad_membranes is None and grad_counts is None:
             return None, None, None, None, None, None, None
 
@@ -125,9 +127,8 @@ class LIFSequenceFunction(torch.autograd.Function):
             return grad.contiguous().numpy()
 
         if ctx.recompute:
-            current = membranes  # what was saved: the input
             grad_current = numba_kernels.backward_recompute(
-                current.numpy(),
+                saved.numpy(),
                 as_array(grad_spikes),
                 as_array(grad_counts),
                 ctx.beta,
@@ -137,10 +138,9 @@ class LIFSequenceFunction(torch.autograd.Function):
             )
             return torch.from_numpy(grad_current), None, None, None, None, None, None
         if ctx.backend == "numba":
-
             grad_current = torch.from_numpy(
                 numba_kernels.backward(
-                    membranes.numpy(),
+                    saved.numpy(),
                     as_array(grad_spikes),
                     as_array(grad_counts),
                     as_array(grad_membranes),
@@ -153,7 +153,7 @@ class LIFSequenceFunction(torch.autograd.Function):
             )
         else:
             grad_current = reference_backward(
-                membranes,
+                saved,
                 grad_spikes,
                 grad_counts,
                 grad_membranes,
