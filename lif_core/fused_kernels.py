@@ -41,6 +41,14 @@ products (vectorised, so LLVM may reassociate them and use FMA: `fastmath=
 Spikes therefore agree with the exact path except where a membrane lies within
 float32 rounding of the threshold; `tests/test_fused.py` measures how often.
 
+Most hidden neurons never spike, and which ones can be told from I1 alone.  With a
+constant input I and U_{-1} = 0, a neuron that has not spiked has no reset, so
+U_t = I (1 + beta1 + ... + beta1^t) = I c_t: for I > 0 it rises monotonically, and
+its largest value in T steps is I c_{T-1}.  If I c_{T-1} lies below the threshold by
+more than the float rounding of T steps (`silent_cutoff`), the neuron never spikes:
+its count is 0 and its spike train all zeros.  The forward pass simulates only the
+other neurons; the counts, spikes and everything after them are the same bits.
+
 Work is split over images in FUSED_BLOCKS fixed blocks (as in
 `lif_core.numba_kernels`), each with its own dW2 and db2 accumulators, summed in
 block order at the end: results do not depend on the thread count.
@@ -139,6 +147,7 @@ def fused_forward(
     threshold1,
     beta2,
     threshold2,
+    cutoff,  # `silent_cutoff`: hidden neurons with I1 < cutoff never spike
     hidden_counts_out,  # (B, H)
     output_spikes_out,  # (T, B, K)
     output_counts_out,  # (B, K)
@@ -153,6 +162,8 @@ def fused_forward(
     for block in prange(blocks):
         membrane1 = np.empty(hidden, dtype=dtype)
         spikes1 = np.empty(2 * hidden, dtype=dtype)
+        candidates = np.empty(hidden, dtype=np.int64)
+        counts = np.empty(hidden, dtype=dtype)
         active = np.empty(hidden, dtype=np.int64)
         trains = np.empty((num_steps, hidden), dtype=dtype)
         active_weight = np.empty((classes, hidden), dtype=dtype)
@@ -160,19 +171,37 @@ def fused_forward(
         membrane2 = np.empty(classes, dtype=dtype)
         spikes2 = np.empty(classes, dtype=dtype)
         for b in range(block * batch // blocks, (block + 1) * batch // blocks):
-            # The hidden layer over all T steps: C1 = sum_t S1_t.  (S1 itself is not
-            # written: a (T, B, H) tensor costs more to store than to recompute.)
+            # The hidden layer: only the neurons that may spike (I1 >= cutoff) are
+            # simulated; the others' counts are 0 (see `silent_cutoff`).
+            current = hidden_current[b]
             counts1 = hidden_counts_out[b]
+            mc = 0
             for n in range(hidden):
-                membrane1[n] = zero
                 counts1[n] = zero
+                if current[n] >= cutoff:
+                    candidates[mc] = n
+                    mc += 1
+            # their spike trains S1_t over all T steps and counts C1 = sum_t S1_t
+            # (S1 itself is not written out: a (T, B, H) tensor costs more to store
+            # than to recompute)
+            active_trains(current, candidates, mc, num_steps, beta1, threshold1, membrane1, spikes1, trains)
+            for j in range(mc):
+                counts[j] = zero
             for t in range(num_steps):
-                lif_step_exact(membrane1, hidden_current[b], spikes1, beta1, threshold1)
-                for n in range(hidden):
-                    counts1[n] += spikes1[n]
-            # Only the m neurons that spiked at all feed the output layer.
-            m = active_neurons(counts1, active)
-            active_trains(hidden_current[b], active, m, num_steps, beta1, threshold1, membrane1, spikes1, trains)
+                for j in range(mc):
+                    counts[j] += trains[t, j]
+            # Only the m neurons that spiked at all feed the output layer: compact
+            # their trains in place (in index order, as `active_neurons` gives them;
+            # rarely needed: a candidate nearly always spikes).
+            m = 0
+            for j in range(mc):
+                if counts[j] > zero:
+                    counts1[candidates[j]] = counts[j]
+                    active[m] = candidates[j]
+                    if m != j:
+                        for t in range(num_steps):
+                            trains[t, m] = trains[t, j]
+                    m += 1
             active_columns(weight, active, m, active_weight)
             # I2_t = W2 S1_t + b2, then the output layer over all T steps
             output_currents(active_weight, trains, m, num_steps, bias, currents2)
@@ -319,6 +348,19 @@ def fused_backward(
                 grad_hidden_current_out[b, n] = grad_i1[n]
 
 
+def silent_cutoff(num_steps: int, beta: float, threshold: float, dtype: type) -> float:
+    """A current below which a hidden neuron provably never spikes in num_steps.
+
+    Without a reset, U_t = I c_t with c_t = 1 + beta + ... + beta^t, largest at
+    t = T - 1; the T float steps that compute it carry a relative error below
+    2 T eps, so I < thr (1 - 4 (T + 1) eps) / c_{T-1} keeps every U_t < thr.
+    -inf (screen nothing) for a non-positive threshold."""
+    if not threshold > 0:
+        return float("-inf")
+    total = sum(float(dtype(beta)) ** k for k in range(num_steps))
+    return threshold * (1.0 - 4.0 * (num_steps + 1) * float(np.finfo(dtype).eps)) / total
+
+
 def _clamped(beta: float) -> float:
     return min(max(beta, 0.0), 1.0)
 
@@ -351,6 +393,7 @@ def forward(
         dtype(threshold1),
         dtype(_clamped(beta2)),
         dtype(threshold2),
+        dtype(silent_cutoff(num_steps, _clamped(beta1), threshold1, dtype)),
         hidden_counts,
         output_spikes,
         output_counts,

@@ -131,6 +131,31 @@ def test_function_gradient_matches_exact_composition_float64() -> None:
         assert _relative_error(got, want) < 1e-12
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("beta", "steps"), [(0.9, 25), (0.95, 100), (1.0, 40), (0.0, 5)])
+def test_silent_screen_keeps_every_spike(dtype: torch.dtype, beta: float, steps: int) -> None:
+    """The forward kernel skips neurons with I1 below `silent_cutoff`; currents packed
+    around the exact no-spike boundary I c_{T-1} = thr (a few ulps either side) give
+    the same hidden counts as simulating every neuron (the exact path)."""
+    from lif_core.fused_kernels import silent_cutoff
+    from lif_core.sequence import lif_sequence
+
+    threshold = 1.0
+    boundary = threshold / sum(float(torch.tensor(beta, dtype=dtype)) ** k for k in range(steps))
+    cutoff = silent_cutoff(steps, beta, threshold, torch.empty(0, dtype=dtype).numpy().dtype.type)
+    assert cutoff < boundary
+    base = torch.tensor([boundary, cutoff], dtype=dtype)
+    ulps = torch.arange(-3000, 3000, 7, dtype=dtype)
+    current = torch.cat([torch.nextafter(b.expand(1), torch.tensor(2.0, dtype=dtype)) * (1 + ulps * torch.finfo(dtype).eps) for b in base])
+    current = torch.cat([current, -current, torch.tensor([0.0, float("nan"), 5.0], dtype=dtype)]).reshape(1, -1)
+    hidden = LIFParameters(beta=beta, threshold=threshold, surrogate=FastSigmoid(25.0))
+    weight = torch.ones(3, current.shape[1], dtype=dtype) * 0.01
+    fused = lif_linear_lif(current, weight, torch.zeros(3, dtype=dtype), steps, hidden, hidden)
+    exact = lif_sequence(current, hidden, num_steps=steps, backend="numba")
+    assert torch.equal(fused.hidden_counts, exact.counts)
+    assert 0 < int((exact.counts > 0).sum()) < current.shape[1]  # the boundary is inside the test
+
+
 def test_fused_results_independent_of_thread_count_and_repeatable(mnist_test: MnistSplit) -> None:
     _, fused = _models(4)
     images, labels = mnist_test.flat_images[:128], mnist_test.labels[:128]
