@@ -110,3 +110,17 @@ def test_a_failing_worker_is_one_error_naming_the_variant() -> None:
             "data": "/nonexistent/bench_data.npz", "warmup": 1, "steps": 3, "inference_passes": 1}
     with pytest.raises(BenchmarkWorkerError, match="mnist/snntorch failed: .*Fix: leave that variant out"):
         run_worker(spec)
+
+
+def test_step_profile_reports_every_part(capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m benchmarks.profile_step` (the profile in docs/performance.md) runs
+    the fused path's ordinary loop and prints one row per part with its floor."""
+    from benchmarks.profile_step import main
+
+    assert main(["--threads", "1", "--warmup", "2", "--steps", "3", "--hidden", "64"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| part | in the step, ms | floor, ms |"
+    names = [row.split(" | ")[0].lstrip("| ") for row in table[2:]]
+    assert names[0] == "whole step" and "loss" in names and "weight clip" in names
+    assert "fused forward kernel (" in table[3] and "fc1 GEMM " in table[3]
+    assert all(float(row.split(" | ")[1]) > 0 for row in table[2:])
