@@ -437,6 +437,22 @@ def run_snn_layer(layer: torch.nn.Module, current: Tensor) -> tuple[Tensor, Tens
     return torch.stack(spikes), torch.stack(membranes)
 
 
+def unclamped_spike_times(beta: float, current: float, threshold: float, steps: int) -> list[int]:
+    """Spike times of one neuron driven by a constant `current` with `beta` *not* clamped to
+    [0, 1]: the time loop of `lif_core.numba_kernels.lif_forward` (threshold and reset by
+    subtraction included), called directly, since its wrapper, like `LIFParameters`, clamps."""
+    import numpy as np
+
+    from lif_core import numba_kernels
+
+    spikes, membranes = np.empty((steps, 1, 1)), np.empty((steps, 1, 1))
+    numba_kernels.lif_forward(
+        np.full((1, 1, 1), current), True, steps, float(beta), float(threshold),
+        spikes, True, membranes, np.empty((1, 1)),
+    )
+    return spike_times(torch.from_numpy(spikes))
+
+
 def snntorch_section(book: NumberBook, config: ExplainConfig) -> None:
     # snnTorch is a test-only dependency: import it here, with the study's reference helpers,
     # so that `snn-mnist --help` works without it and this says how to install it.
@@ -478,16 +494,19 @@ def snntorch_section(book: NumberBook, config: ExplainConfig) -> None:
     ramp = torch.full((steps, 1, 1), small_current)
     _, snn_ramp = run_snn_layer(snn.Leaky(beta=big_beta), ramp)
     ours_ramp = lif_sequence(ramp, LIFParameters(big_beta, threshold), backend="torch")
-    unclamped = 0.0
+    threshold_free = 0.0
     for _ in range(steps):
-        # U_t = beta * U_{t-1} + I  (no spike happens on this input either way)
-        unclamped = big_beta * unclamped + small_current
+        # U_t = beta * U_{t-1} + I: the geometric sum without threshold or reset.  It is not
+        # what an unclamped neuron does: that one crosses the threshold and resets (below).
+        threshold_free = big_beta * threshold_free + small_current
+    unclamped_spikes = unclamped_spike_times(big_beta, small_current, threshold, steps)
     book.add("snn_clamp_beta", big_beta, "g")
     book.add("snn_clamp_steps", steps, "d")
     book.add("snn_clamp_current", small_current, "g")
     book.add("snn_clamp_snn_last", float(snn_ramp[-1]), ".4g")
     book.add("snn_clamp_ours_last", float(ours_ramp.membranes[-1]), ".4g")
-    book.add("snn_clamp_unclamped_last", unclamped, ".4g")
+    book.add("snn_clamp_unclamped_last", threshold_free, ".4g")
+    book.add("snn_clamp_unclamped_first_spike", unclamped_spikes[0], "d")
 
     # arctan's default alpha, and the prefactor alpha/2 its backward really applies.
     x = torch.zeros(1, requires_grad=True)
