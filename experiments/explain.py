@@ -3,7 +3,8 @@
     snn-mnist explain --out explain               numbers.json and the figures, in ./explain
     snn-mnist explain --out explain --docs docs   the same, then rewrite docs/numbers.json,
                                                   docs/figures/*.png and the numbers in docs/*.md
-    snn-mnist explain --quick --out DIR           everything but section 6's training sweep
+    snn-mnist explain --quick --out DIR           everything but the one-epoch trainings of
+                                                  sections 06 and 07b
     snn-mnist explain --out DIR --check-against docs/numbers.json
                                                   does this machine reproduce the docs? (exit 1
                                                   if not; DIR/comparison.md has every number)
@@ -19,6 +20,11 @@ compare them).  One function per doc section:
     bptt_section         04: hand-written BPTT vs autograd, the detached reset, constant input
     snntorch_section     05: each detail that makes two implementations disagree, vs snnTorch
     sweep_section        06: test accuracy after one epoch over slopes and alphas
+    gradient_time_section 07a: |dL/dU_t| against t, detached vs attached reset; the
+                         unrolled graph (`experiments.explain_network`, for chapter 4)
+    network_section      07b: hidden membranes against the surrogates, silent neurons, the
+                         loss over one epoch, a hidden raster (`experiments.explain_network`,
+                         for chapters 3 and 7; trains its own one-epoch runs)
 
 Training runs (`experiments.trials`) use `training.train.train` (the code behind
 `snn-mnist train`) with the study's defaults apart from the surrogate, one epoch
@@ -37,18 +43,20 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from experiments.cli import add_common_options
-from experiments.docs_compare import check_against
+from experiments.docs_compare import check_against, kernel_path_table
 from experiments.docs_numbers import (
     NUMBERS_FILE,
     NumberBook,
@@ -82,8 +90,13 @@ from training.train import TrainConfig, evaluate, spike_count_loss
 LIF_TRACE_FIGURE = "lif_trace.png"
 SURROGATE_FIGURE = "surrogate_shapes.png"
 SWEEP_FIGURE = "surrogate_sweep.png"
-QUICK_FIGURES = (LIF_TRACE_FIGURE, SURROGATE_FIGURE)
-FIGURES = (*QUICK_FIGURES, SWEEP_FIGURE)
+# drawn by experiments.explain_network (sections 07a and 07b)
+GRADIENT_TIME_FIGURE = "gradient_through_time.png"
+UNROLLED_FIGURE = "unrolled_graph.png"
+MEMBRANE_FIGURE = "membranes_vs_surrogates.png"
+TRAINING_FIGURE = "training_and_raster.png"
+QUICK_FIGURES = (LIF_TRACE_FIGURE, SURROGATE_FIGURE, GRADIENT_TIME_FIGURE, UNROLLED_FIGURE)
+FIGURES = (*QUICK_FIGURES, SWEEP_FIGURE, MEMBRANE_FIGURE, TRAINING_FIGURE)
 
 
 # The kernel paths the committed docs pool (docs/portability.md).
@@ -726,7 +739,11 @@ def explain(
     """Measure everything, write out_dir/numbers.json and out_dir/figures/*.png.
 
     The training runs of sections 02 and 06 go first, all together, in `jobs` processes;
-    the sections then read their results."""
+    the sections then read their results.  Section 07b trains its own runs, since it keeps
+    more of each network than a `TrialResult` (`experiments.explain_network`)."""
+    # explain_network imports this module (and matplotlib): only when explaining
+    from experiments.explain_network import gradient_time_section, network_section
+
     out_dir = Path(out_dir)
     figures_dir = out_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -745,10 +762,17 @@ def explain(
         ("03 surrogates", lambda: surrogate_section(book, config, figures_dir)),
         ("04 BPTT", lambda: bptt_section(book, config)),
         ("05 snnTorch", lambda: snntorch_section(book, config)),
+        ("07a gradient through time", lambda: gradient_time_section(book, config, figures_dir)),
     ]
     if not quick:
         sections.append(
             ("06 sweep", lambda: sweep_section(book, config, train_split, test_split, results, figures_dir))
+        )
+        sections.append(
+            (
+                "07b network after one epoch",
+                lambda: network_section(book, config, train_split, test_split, threads, jobs, figures_dir, log),
+            )
         )
     for name, run in sections:
         started = time.perf_counter()
@@ -775,7 +799,27 @@ def publish(out_dir: Path, docs_dir: Path) -> list[Path]:
     for name in FIGURES:
         shutil.copyfile(out_dir / "figures" / name, docs_dir / "figures" / name)
     shutil.copyfile(out_dir / NUMBERS_FILE, docs_dir / NUMBERS_FILE)
-    return render_docs(docs_dir, read_numbers(docs_dir / NUMBERS_FILE)["formatted"])
+    numbers = read_numbers(docs_dir / NUMBERS_FILE)
+    changed = render_docs(docs_dir, numbers["formatted"])
+    portability = docs_dir / PORTABILITY_PAGE
+    if portability.is_file() and render_kernel_path_table(portability, numbers):
+        changed.append(portability)
+    return changed
+
+
+PORTABILITY_PAGE = "portability.md"
+KERNEL_PATH_TABLE = re.compile(r"(<!-- kernel-path-table -->\n)(.*?)(<!-- /kernel-path-table -->)", re.DOTALL)
+
+
+def render_kernel_path_table(page: Path, numbers: Mapping[str, Any]) -> bool:
+    """Rewrite the same-seed table between the kernel-path-table markers of `page` from
+    `numbers` (`kernel_path_table`); whether the page changed."""
+    text = page.read_text(encoding="utf-8")
+    rendered = KERNEL_PATH_TABLE.sub(lambda match: match.group(1) + kernel_path_table(numbers) + match.group(3), text)
+    if rendered == text:
+        return False
+    page.write_text(rendered, encoding="utf-8")
+    return True
 
 
 def run_explain(args: argparse.Namespace) -> int:
@@ -860,6 +904,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a committed numbers.json (e.g. docs/numbers.json): exit 1 if a number lies outside its tolerance",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="skip section 6's one-epoch training sweep"
+        "--quick", action="store_true", help="skip the one-epoch trainings of sections 6 and 7b"
     )
     parser.set_defaults(handler=run_explain)

@@ -135,14 +135,14 @@ def _run_in_workers(
         split.images.share_memory_()
         split.labels.share_memory_()
     context = torch.multiprocessing.get_context("spawn")
-    with _environment(variables), ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with kernel_path_environment(variables), ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         futures = {pool.submit(timed_trial, trial, train_split, test_split, threads): trial for trial in trials}
         for future in as_completed(futures):
             report(futures[future], *future.result())
 
 
 @contextlib.contextmanager
-def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+def kernel_path_environment(variables: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the worker processes started inside; restore after.
     (This process's torch and MKL have loaded already: they do not read them again.)"""
     saved = {name: os.environ.get(name) for name in variables}

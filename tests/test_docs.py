@@ -272,6 +272,17 @@ def check_prose_claims(numbers: dict[str, Any]) -> None:
         assert math.isclose(v[f"{tag}_area"], 1.0, rel_tol=1e-4)
     # 04: the reset path flips the sign, and explodes for a tall surrogate
     assert v["bptt_factor_detached"] > 0 > v["bptt_factor_attached"] > -1 > v["bptt_factor_attached_atan8"]
+    # 04 (Figure 5): one gradient decays as beta^k detached, faster attached; a count loss
+    # feeds every step, so g_0 exceeds g_(T-1) and lies above the envelope either way
+    assert v["gradtime_last_ratio_attached"] < v["gradtime_envelope"] < 1
+    assert 1 < v["gradtime_count_ratio_attached"] < v["gradtime_count_ratio_detached"]
+    # 03 (Figure 3): one epoch moves membranes out of both windows (arctan's holds more) and
+    # silences part of the hidden layer, of which almost every neuron fired at initialisation
+    for window in ("fast_sigmoid", "atan"):
+        assert v[f"network_trained_window_{window}_pct_mean"] < v[f"network_initial_window_{window}_pct"]
+    for stage, suffix in (("initial", ""), ("trained", "_mean")):
+        assert v[f"network_{stage}_window_fast_sigmoid_pct{suffix}"] < v[f"network_{stage}_window_atan_pct{suffix}"]
+    assert v["network_initial_silent_pct"] < 2 and v["network_trained_silent_pct_mean"] > 10
     # 06: a full epoch of the true gradient stays put, for every seed
     assert v[sweep_key("heaviside", None) + "_by_seed"] == v["untrained_acc_by_seed"]
     # 06: the wide group is the 7 settings at least as wide as slope 25 (atan 32 among them)
