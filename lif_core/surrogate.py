@@ -24,9 +24,15 @@ derivative of the step:
         dS/dU = 0                        (dH/dx, taken as 0 at x = 0 too)
 
 so a network trained with it receives exactly zero gradient and never learns
-(docs/02_true_gradient.md measures that).  The first two are written exactly as snnTorch 1.0.0 writes
-`surrogate.fast_sigmoid` and `surrogate.atan` (same operations, same order), so
-gradients agree with snnTorch to the last bit where the arithmetic allows.
+(docs/02_true_gradient.md measures that).  A fourth, used only by the general
+`lif_core.leaky` path (not by `make_surrogate`, the kernels or the CLI):
+
+    sigmoid (snnTorch's `surrogate.sigmoid`):
+        dS/dU = slope * e^(-slope*x) / (e^(-slope*x) + 1)^2      slope = 25 by default
+
+Fast sigmoid, arctan and sigmoid are written exactly as snnTorch 1.0.0 writes
+`surrogate.fast_sigmoid`, `surrogate.atan` and `surrogate.sigmoid` (same operations,
+same order), so gradients agree with snnTorch to the last bit where the arithmetic allows.
 Note the arctan *derivative* carries the prefactor alpha/2 and peaks at alpha/2
 (= 1 for the default alpha), not 1/pi as snnTorch's docstring suggests.
 
@@ -175,6 +181,66 @@ class StraightHeaviside:
     def derivative(self, shifted_membrane: Tensor) -> Tensor:
         """dS/dU = dH/dx = 0 at x = U - thr."""
         return torch.zeros_like(shifted_membrane)
+
+
+class SigmoidSpike(torch.autograd.Function):
+    """Heaviside forward; sigmoid derivative slope*e^(-slope*x) / (e^(-slope*x) + 1)^2 backward."""
+
+    @staticmethod
+    def forward(ctx, shifted_membrane: Tensor, slope: float) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(shifted_membrane)
+        ctx.slope = slope
+        return heaviside(shifted_membrane)
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (shifted_membrane,) = ctx.saved_tensors
+        # dL/dx = dL/dS * slope * e^(-slope*x) / (e^(-slope*x) + 1)^2   (snnTorch's order of operations)
+        grad_shifted = (
+            grad_spikes
+            * ctx.slope
+            * torch.exp(-ctx.slope * shifted_membrane)
+            / ((torch.exp(-ctx.slope * shifted_membrane) + 1) ** 2)
+        )
+        return grad_shifted, None
+
+
+@dataclass(frozen=True)
+class Sigmoid:
+    """Sigmoid surrogate, written exactly as snnTorch 1.0.0's `surrogate.sigmoid(slope=25)`.
+
+    dS/dU = slope * e^(-slope*x) / (e^(-slope*x) + 1)^2, peak slope/4 at x = 0.  The formula is
+    evaluated as snnTorch evaluates it, overflow included: once e^(-slope*x) squared overflows
+    (float32, slope 25: x < -1.78) the derivative is exactly 0 instead of tiny, and once
+    e^(-slope*x) itself overflows (x < -3.55) it is inf/inf = NaN.  Bit-identical to snnTorch
+    means NaN there too; float64 pushes both limits out by a factor of about 8.
+
+    Only for `lif_core.leaky` (the general snn.Leaky path): it is deliberately not part of the
+    `Surrogate` union nor of `make_surrogate`, whose names the Numba kernels and the CLI accept.
+    """
+
+    slope: float = 25.0
+    name: ClassVar[Literal["sigmoid"]] = "sigmoid"
+
+    def __post_init__(self) -> None:
+        _check_positive_finite("sigmoid slope", self.slope)
+
+    @property
+    def scale(self) -> float:
+        """The surrogate's single shape parameter (slope)."""
+        return float(self.slope)
+
+    def spike(self, shifted_membrane: Tensor) -> Tensor:
+        """S = H(U - thr) with the sigmoid backward; takes x = U - thr."""
+        return SigmoidSpike.apply(shifted_membrane, self.slope)
+
+    def derivative(self, shifted_membrane: Tensor) -> Tensor:
+        """dS/dU = slope * e^(-slope*x) / (e^(-slope*x) + 1)^2 at x = U - thr."""
+        return (
+            self.slope
+            * torch.exp(-self.slope * shifted_membrane)
+            / ((torch.exp(-self.slope * shifted_membrane) + 1) ** 2)
+        )
 
 
 Surrogate = FastSigmoid | ArcTan | StraightHeaviside
