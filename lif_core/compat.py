@@ -10,7 +10,9 @@ and runs it again: the same constructor arguments and call conventions as snnTor
 `init_hidden=True` returning `spk`, or `(spk, mem)` with `output=True`), the same
 state_dict entries (`beta`, `threshold`, `graded_spikes_factor`, `reset_mechanism_val`),
 `learn_beta` / `learn_threshold` as parameters, and the `reset_mechanism` property that
-keeps `reset_mechanism_val` in step.  snnTorch's own surrogate functions
+keeps `reset_mechanism_val` in step.  One deliberate difference: snnTorch 1.0.0 loads a
+state_dict whose `reset_mechanism_val` disagrees with the constructor's and silently keeps
+the constructor's reset; here that is an error naming both.  snnTorch's own surrogate functions
 (`snntorch.surrogate.atan(...)`, `fast_sigmoid(...)`, `sigmoid(...)`) are accepted too:
 their shape parameter is read from the function, so even the surrogate import may stay.
 
@@ -135,10 +137,18 @@ class Leaky(nn.Module):
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args)
-        # a loaded reset_mechanism_val (or graded factor) overrides the constructor's, as in snnTorch
-        reset = RESET_MECHANISMS[int(self.reset_mechanism_val)]
+        # snnTorch 1.0.0 loads reset_mechanism_val but keeps computing the reset it was built
+        # with; rather than follow it silently, a disagreement is an error
+        loaded = RESET_MECHANISMS[int(self.reset_mechanism_val)]
+        if loaded != self._options.reset_mechanism:
+            raise ValueError(
+                f"{prefix}reset_mechanism_val in the state_dict says {loaded!r}, but this Leaky was built "
+                f"with reset_mechanism={self._options.reset_mechanism!r} (snnTorch 1.0.0 would keep "
+                f"computing {self._options.reset_mechanism!r}); build it with reset_mechanism={loaded!r}"
+            )
+        # the graded factor is read from its buffer at every step, as in snnTorch
         factor = float(self.graded_spikes_factor)
-        self._options = LeakyOptions(reset, self._options.reset_delay, factor, self._options.surrogate)
+        self._options = LeakyOptions(loaded, self._options.reset_delay, factor, self._options.surrogate)
 
     def reset_mem(self) -> Tensor:
         """Zero the hidden membrane (snnTorch's `reset_mem`); returns it."""

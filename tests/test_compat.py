@@ -114,10 +114,13 @@ def test_sequential_init_hidden_and_output_conventions(mnist_test: MnistSplit) -
 def test_state_dicts_load_both_ways_strictly_and_reset_mechanism_follows() -> None:
     theirs = snn.Leaky(beta=torch.full((5,), 0.7), threshold=0.5, learn_threshold=True, reset_mechanism="zero")
     ours = compat.Leaky(beta=torch.full((5,), 0.9), learn_threshold=True)
+    with pytest.raises(ValueError, match="says 'zero', but this Leaky was built with reset_mechanism='subtract'"):
+        ours.load_state_dict(theirs.state_dict(), strict=True)
+    ours = compat.Leaky(beta=torch.full((5,), 0.9), learn_threshold=True, reset_mechanism="zero")
     ours.load_state_dict(theirs.state_dict(), strict=True)
     assert ours.reset_mechanism == "zero" and int(ours.reset_mechanism_val) == 1
     assert torch.equal(ours.beta, theirs.beta)
-    back = snn.Leaky(beta=0.1, learn_threshold=True)
+    back = snn.Leaky(beta=0.1, learn_threshold=True, reset_mechanism="none")
     back.load_state_dict(compat.Leaky(beta=0.3, threshold=0.5, learn_threshold=True,
                                       reset_mechanism="none").state_dict(), strict=True)
     assert float(back.threshold.detach()) == 0.5 and int(back.reset_mechanism_val) == 2
