@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from experiments.cli import add_common_options
-from training.checkpoint import atomic_write_json, load_model
+from training.checkpoint import CheckpointError, atomic_write_json, model_from_state_dict, read_checkpoint
 from training.data import MnistSplit, load_mnist
-from training.model import ModelConfig
+from training.model import INPUT_SIZE, NUM_CLASSES, ModelConfig
+from training.snntorch_checkpoint import network_from_state_dict
 from training.runtime import configure_threads, keep_freed_memory, resolve_device, seed_everything
 from training.train import EVAL_BATCH, TrainConfig, evaluate, train
 
@@ -119,28 +121,63 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class EvaluationModel(NamedTuple):
+    model: torch.nn.Module
+    architecture: str  # what was detected, printed
+    generator: torch.Generator | None  # the rate-coded input's draws, else None
+
+
+def model_for_evaluation(args: argparse.Namespace, device: torch.device) -> EvaluationModel:
+    """The study's SupervisedSNN (fast path) when the checkpoint is one with snn.Leaky's
+    defaults and the flags ask nothing else; otherwise the general `FeedForwardSNN`, which
+    reads any snnTorch state_dict of Linear -> Leaky layers (study naming or nn.Sequential)."""
+    state = read_checkpoint(args.checkpoint)
+    if args.reset_delay and args.input == "current":
+        base = ModelConfig(
+            num_steps=args.steps, surrogate=args.surrogate, surrogate_scale=args.surrogate_scale, backend=args.backend
+        )
+        try:
+            model = model_from_state_dict(state, base).to(device).eval()
+        except CheckpointError:
+            pass  # not the study's network with its defaults: the general reader below says why, if neither fits
+        else:
+            return EvaluationModel(
+                model,
+                f"the study's network 784-{model.config.hidden_size}-10, snn.Leaky defaults "
+                f"(beta {float(model.lif1.beta):g}, threshold {float(model.lif1.threshold):g}, subtract reset), "
+                f"{args.steps} steps, constant-current input ({model.compute_path(device)} path)",
+                None,
+            )
+    try:
+        loaded = network_from_state_dict(state, args.steps, reset_delay=args.reset_delay, input_coding=args.input)
+    except CheckpointError as error:
+        raise CheckpointError(f"{args.checkpoint}: {error}") from None
+    sizes = loaded.model.config.layer_sizes
+    if sizes[0] != INPUT_SIZE or sizes[-1] != NUM_CLASSES:
+        raise CheckpointError(
+            f"{args.checkpoint}: the network takes {sizes[0]} inputs and gives {sizes[-1]} outputs; MNIST needs "
+            f"{INPUT_SIZE} and {NUM_CLASSES}. Fix: pass a checkpoint of a network trained on MNIST."
+        )
+    generator = torch.Generator().manual_seed(args.input_seed) if args.input == "rate" else None
+    naming = "fc1/lif1/... names" if loaded.naming == "study" else "nn.Sequential keys"
+    return EvaluationModel(loaded.model.to(device).eval(), f"{loaded.model.config.describe()} ({naming})", generator)
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be a positive integer, got {args.batch_size}")
     device = prepare_runtime(args)
-    base = ModelConfig(
-        num_steps=args.steps,
-        surrogate=args.surrogate,
-        surrogate_scale=args.surrogate_scale,
-        backend=args.backend,
-    )
-    model = load_model(args.checkpoint, base).to(device).eval()
+    model, architecture, generator = model_for_evaluation(args, device)
+    print(f"architecture: {architecture}")
     _, test_data = load_splits(args, train_split=False)
-    result = evaluate(model, test_data, args.batch_size, progress=not args.no_progress)
+    result = evaluate(model, test_data, args.batch_size, progress=not args.no_progress, generator=generator)
     print(f"test accuracy: {result.accuracy:.2f}%")
     if args.json is not None:
         atomic_write_json(
             Path(args.json),
             {
                 "checkpoint": str(args.checkpoint),
-                "hidden_size": model.config.hidden_size,
-                "beta": float(model.lif1.beta),
-                "threshold": float(model.lif1.threshold),
+                "architecture": architecture,
                 "test_accuracy": result.accuracy,
                 "predictions": result.predictions.tolist(),
                 "labels": test_data.labels.tolist(),
@@ -148,6 +185,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
             },
         )
     return 0
+
+
+def _on_off(value: str) -> bool:
+    choices = {"on": True, "true": True, "off": False, "false": False}
+    if value.lower() not in choices:
+        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+    return choices[value.lower()]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -178,14 +222,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="test accuracy and predictions of a checkpoint (ours or snnTorch's)",
         description=(
-            "Evaluate any SupervisedSNN state_dict, ours or the study's snnTorch one; hidden size, "
-            "beta and threshold are read from the checkpoint. Prints 'test accuracy: XX.XX%'."
+            "Evaluate a state_dict of ours or of snnTorch: the study's class (fc1/lif1/...) or an "
+            "nn.Sequential of nn.Linear and snn.Leaky layers, any depth. Layers, sizes, reset mechanism, "
+            "beta and threshold (scalar or per neuron) and the graded spike factor are read from the "
+            "tensors; --steps, --reset-delay and --input say what a state_dict does not hold. Prints "
+            "the architecture it detected and 'test accuracy: XX.XX%'."
         ),
     )
     parser.add_argument("checkpoint", type=Path, help="state_dict .pt file")
     add_common_options(parser, out=None, seed=False)
     parser.add_argument("--steps", type=int, default=ModelConfig().num_steps, help="time steps per image (default: 25)")
     add_surrogate_options(parser)
+    parser.add_argument(
+        "--reset-delay", type=_on_off, default=True, metavar="on|off",
+        help="snn.Leaky's reset_delay, which a state_dict does not hold (default: on, snnTorch's default)",
+    )
+    parser.add_argument(
+        "--input", choices=("current", "rate"), default="current",
+        help="input coding: the image as constant current (the study) or spikegen.rate spikes (default: current)",
+    )
+    parser.add_argument("--input-seed", type=int, default=0, help="seed of the rate-coded input's draws (default: 0)")
     parser.add_argument("--batch-size", type=int, default=EVAL_BATCH, help=f"evaluation batch size (default: {EVAL_BATCH})")
     parser.add_argument("--json", type=Path, default=None, help="write predictions and spike counts to this JSON file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -39,7 +39,7 @@ import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from training.checkpoint import (
     CheckpointError,
@@ -159,9 +159,17 @@ class Evaluation(NamedTuple):
 
 @torch.no_grad()
 def evaluate(
-    model: SupervisedSNN, split: MnistSplit, batch_size: int = EVAL_BATCH, progress: bool = False
+    model: nn.Module,
+    split: MnistSplit,
+    batch_size: int = EVAL_BATCH,
+    progress: bool = False,
+    generator: torch.Generator | None = None,
 ) -> Evaluation:
-    """Accuracy (percent), predictions and output spike counts over a whole split."""
+    """Accuracy (percent), predictions and output spike counts over a whole split.
+
+    `model` is a SupervisedSNN or any model whose output has `output_counts` (e.g.
+    `training.network.FeedForwardSNN`); `generator`, when given, is passed to it (the
+    rate-coded input's draws)."""
     if batch_size < 1:
         raise ValueError(f"evaluation batch size must be a positive integer, got {batch_size}")
     device = next(model.parameters()).device
@@ -169,7 +177,8 @@ def evaluate(
     images = split.flat_images
     batches = range(0, len(split), batch_size)
     for start in progress_bar(batches, desc="evaluate", unit="batch", disable=not progress, leave=False):
-        output = model(images[start : start + batch_size].to(device))
+        batch = images[start : start + batch_size].to(device)
+        output = model(batch) if generator is None else model(batch, generator=generator)
         counts.append(output.output_counts.cpu())
         predictions.append(output.output_counts.argmax(dim=1).cpu())
     prediction_tensor = torch.cat(predictions)
