@@ -160,7 +160,8 @@ def model_for_evaluation(args: argparse.Namespace, device: torch.device) -> Eval
         )
     generator = torch.Generator().manual_seed(args.input_seed) if args.input == "rate" else None
     naming = "fc1/lif1/... names" if loaded.naming == "study" else "nn.Sequential keys"
-    return EvaluationModel(loaded.model.to(device).eval(), f"{loaded.model.config.describe()} ({naming})", generator)
+    model = loaded.model.use_backend(args.backend).to(device).eval()
+    return EvaluationModel(model, f"{loaded.model.config.describe()} ({naming})", generator)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@
     leaky          the general snn.Leaky (every reset mechanism, reset_delay, scalar or
                    per-neuron, learnable beta/threshold, graded spikes), readable torch
                    with hand-written BPTT: LeakyOptions, leaky_step, leaky_sequence
+    leaky_kernels  the same loops as Numba CPU kernels (leaky_sequence's numba backend)
 """
 
 from lif_core.leaky import (

@@ -41,6 +41,8 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from lif_core.leaky_kernels import kernel_can_run, numba_leaky_backward, numba_leaky_forward
+from lif_core.sequence import BACKENDS, Backend
 from lif_core.surrogate import (
     ArcTan,
     FastSigmoid,
@@ -438,8 +440,49 @@ def leaky_backward(
     )
 
 
+def numba_gradients(
+    current_shape: torch.Size,
+    start: Tensor,
+    membranes: Tensor,
+    pre_resets: Tensor,
+    grad_spikes: Tensor | None,
+    grad_membranes: Tensor | None,
+    beta: Tensor,
+    threshold: Tensor,
+    options: LeakyOptions,
+) -> LeakyGradients:
+    """`leaky_backward` on the Numba kernels (`lif_core.leaky_kernels`), reduced to the
+    parameters' shapes as `leaky_backward` reduces them."""
+    current, decay, thr, membrane = numba_leaky_backward(
+        current_shape, start, membranes, pre_resets, grad_spikes, grad_membranes, beta, threshold, options
+    )
+    return LeakyGradients(
+        current=current,
+        beta=_reduce_to(decay, beta) * _clamp_mask(beta.detach()).to(beta.dtype),
+        threshold=_reduce_to(thr, threshold),
+        membrane=membrane,
+    )
+
+
+def choose_backend(backend: str, current: Tensor, beta: Tensor, threshold: Tensor, membrane: Tensor) -> str:
+    """"torch" or "numba" for these tensors: "auto" takes numba wherever its kernels run
+    (CPU, float32/float64, per-neuron parameters in the input's dtype), torch elsewhere;
+    "numba" where they cannot run is a one-line error saying why."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return backend
+    reason = kernel_can_run(current, beta, threshold, membrane)
+    if reason is None:
+        return "numba"
+    if backend == "numba":
+        raise ValueError(f"{reason}; use backend='torch' (or 'auto')")
+    return "torch"
+
+
 class LeakySequenceFunction(torch.autograd.Function):
-    """Forward: the general snn.Leaky time loop.  Backward: `leaky_backward`."""
+    """Forward: the general snn.Leaky time loop (torch or Numba).  Backward: `leaky_backward`
+    (or its Numba twin)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -451,8 +494,10 @@ class LeakySequenceFunction(torch.autograd.Function):
         options: LeakyOptions,
         steps: int,
         constant_input: bool,
+        backend: str,
     ) -> tuple[Tensor, Tensor]:
-        spikes, membranes, pre_resets = leaky_forward(
+        run = numba_leaky_forward if backend == "numba" else leaky_forward
+        spikes, membranes, pre_resets = run(
             current.detach(),
             beta.detach(),
             threshold.detach(),
@@ -462,18 +507,19 @@ class LeakySequenceFunction(torch.autograd.Function):
             constant_input,
         )
         ctx.save_for_backward(membrane.detach(), membranes, pre_resets, beta.detach(), threshold.detach())
-        ctx.options, ctx.current_shape = options, current.shape
+        ctx.options, ctx.current_shape, ctx.backend = options, current.shape, backend
         ctx.set_materialize_grads(False)  # unused outputs arrive as None, not zeros
         return spikes, membranes
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx, grad_spikes: Tensor | None, grad_membranes: Tensor | None
-    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None, None, None, None]:
+    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None, None, None, None, None]:
         if grad_spikes is None and grad_membranes is None:
-            return None, None, None, None, None, None, None
+            return None, None, None, None, None, None, None, None
         start, membranes, pre_resets, beta, threshold = ctx.saved_tensors
-        grads = leaky_backward(
+        run = numba_gradients if ctx.backend == "numba" else leaky_backward
+        grads = run(
             ctx.current_shape,
             start,
             membranes,
@@ -493,6 +539,7 @@ class LeakySequenceFunction(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -503,6 +550,7 @@ def leaky_sequence(
     options: LeakyOptions,
     num_steps: int | None = None,
     membrane: Tensor | None = None,
+    backend: Backend = "auto",
 ) -> LeakySequenceOutput:
     """The general snn.Leaky over a whole sequence, with hand-written BPTT.
 
@@ -510,11 +558,14 @@ def leaky_sequence(
     beta, threshold: Python numbers (0-dim tensors in the input's dtype) or tensors of shape
                (), (1,) or (N,); a tensor that requires grad receives its gradient.
     membrane:  the starting membrane, one step's shape (zeros if None); may require grad.
+    backend:   "torch" (the readable loops of this module), "numba" (`lif_core.leaky_kernels`,
+               CPU, float32/float64) or "auto" (numba wherever it can run, else torch).
     Returns the spikes g*S_t and membranes U'_t, (T, ..., N) each, bit-identical to
-    snn.Leaky with the same options run step by step.
+    snn.Leaky with the same options run step by step, on either backend.
     """
     beta_t, threshold_t, start, steps = _prepare(current, beta, threshold, num_steps, membrane)
+    concrete = choose_backend(backend, current, beta_t, threshold_t, start)
     spikes, membranes = LeakySequenceFunction.apply(
-        current, beta_t, threshold_t, start, options, steps, num_steps is not None
+        current, beta_t, threshold_t, start, options, steps, num_steps is not None, concrete
     )
     return LeakySequenceOutput(spikes, membranes)

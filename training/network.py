@@ -1,8 +1,8 @@
 """General feed-forward spiking networks: any number of Linear -> snn.Leaky layers.
 
 With L layers, W_l, b_l the l-th Linear and Leaky_l the l-th neuron layer (its own
-`LeakyOptions`, beta and threshold; `lif_core.leaky.leaky_sequence`, the readable torch
-reference with hand-written BPTT):
+`LeakyOptions`, beta and threshold; `lif_core.leaky.leaky_sequence` with hand-written BPTT,
+on the Numba kernels on the CPU and the readable torch loops elsewhere):
 
     x            = the image flattened to (B, N_0)
     S^0_t        = x                                 input_coding="current": the static image
@@ -51,6 +51,7 @@ from lif_core.leaky import (
     LeakySurrogate,
     leaky_sequence,
 )
+from lif_core.sequence import BACKENDS, Backend
 from lif_core.surrogate import Sigmoid, StraightHeaviside, make_surrogate
 from training.model import INPUT_SIZE, NUM_CLASSES, ModelConfig
 
@@ -263,6 +264,13 @@ class NetworkConfig:
         return cls(neurons=neurons, **{**values, "layer_sizes": tuple(values.get("layer_sizes", ()))})
 
 
+def check_backend(backend: str) -> Backend:
+    """One of lif_core's backends, else a one-line error naming them."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    return backend  # type: ignore[return-value]
+
+
 def _describe_values(value: Values) -> str:
     if isinstance(value, tuple):
         return f"per-neuron ({len(value)})" if len(value) > 1 else f"{value[0]:g} (shape (1,))"
@@ -316,9 +324,10 @@ class LeakyLayer(nn.Module):
     threshold, graded_spikes_factor, reset_mechanism_val, beta (a Parameter when learnt,
     else a buffer; float32, 0-dim for a scalar, (N,) per neuron, exactly as snnTorch stores them)."""
 
-    def __init__(self, neuron: NeuronConfig) -> None:
+    def __init__(self, neuron: NeuronConfig, backend: Backend = "auto") -> None:
         super().__init__()
         self.options = neuron.options
+        self.backend = check_backend(backend)
         threshold = torch.tensor(neuron.threshold, dtype=torch.float32)
         beta = torch.tensor(neuron.beta, dtype=torch.float32)
         # snnTorch's registration order: threshold, graded_spikes_factor, reset_mechanism_val, beta
@@ -337,7 +346,7 @@ class LeakyLayer(nn.Module):
 
     def forward(self, current: Tensor, num_steps: int | None = None) -> LeakySequenceOutput:
         """current (T, B, N), or (B, N) held for `num_steps` steps -> spikes, membranes (T, B, N)."""
-        return leaky_sequence(current, self.beta, self.threshold, self.options, num_steps)
+        return leaky_sequence(current, self.beta, self.threshold, self.options, num_steps, backend=self.backend)
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
         """Load as usual, then refuse a reset mechanism or graded factor other than the
@@ -405,15 +414,25 @@ class NetworkLoss(NamedTuple):
 
 
 class FeedForwardSNN(nn.Module):
-    """Linear -> Leaky -> ... -> Linear -> Leaky, named "0", "1", ... as in nn.Sequential."""
+    """Linear -> Leaky -> ... -> Linear -> Leaky, named "0", "1", ... as in nn.Sequential.
 
-    def __init__(self, config: NetworkConfig | None = None) -> None:
+    backend: where the Leaky layers run (`lif_core.leaky.leaky_sequence`): "auto" (the Numba
+    kernels on the CPU, the torch loops elsewhere), "numba" or "torch".  It does not change
+    the maths (forward bit-identical), so it is not part of the config; `use_backend` sets it."""
+
+    def __init__(self, config: NetworkConfig | None = None, backend: Backend = "auto") -> None:
         super().__init__()
         self.config = config if config is not None else NetworkConfig()
         sizes = self.config.layer_sizes
         for layer, neuron in enumerate(self.config.neurons):
             self.add_module(str(2 * layer), nn.Linear(sizes[layer], sizes[layer + 1]))
-            self.add_module(str(2 * layer + 1), LeakyLayer(neuron))
+            self.add_module(str(2 * layer + 1), LeakyLayer(neuron, backend))
+
+    def use_backend(self, backend: Backend) -> FeedForwardSNN:
+        """Run every Leaky layer on `backend` from now on; returns the model."""
+        for neuron in self.neuron_layers:
+            neuron.backend = check_backend(backend)
+        return self
 
     @property
     def num_steps(self) -> int:
