@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from experiments.snntorch_network import MISSING_SNNTORCH
 from training.errors import SnnMnistError
 from training.model import INPUT_SIZE, NUM_CLASSES
 
@@ -21,10 +22,7 @@ try:
     import snntorch as snn
     from snntorch import surrogate as snn_surrogate
 except ImportError as error:  # pragma: no cover - exercised only without the test extra
-    raise SnnMnistError(
-        "this command compares against snnTorch, a test-only dependency that is not installed. "
-        'Fix: pip install -e ".[test]" (it pins snntorch==1.0.0).'
-    ) from error
+    raise SnnMnistError(MISSING_SNNTORCH) from error
 
 
 def snntorch_surrogate(name: str, scale: float | None = None) -> Any:

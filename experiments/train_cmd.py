@@ -33,18 +33,30 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     add_surrogate_options(parser)
 
 
-def add_surrogate_options(parser: argparse.ArgumentParser) -> None:
+def add_surrogate_options(parser: argparse.ArgumentParser, general: bool = False) -> None:
+    """--surrogate and --surrogate-scale.  general=True (a command that also runs general
+    networks): sigmoid as well, and no default (None), so that the command picks the study's
+    fast_sigmoid or snnTorch's atan by the network it runs."""
     parser.add_argument(
         "--surrogate",
-        choices=("fast_sigmoid", "atan"),
-        default="fast_sigmoid",
-        help="surrogate gradient (default: fast_sigmoid, as the study)",
+        choices=("fast_sigmoid", "atan", "sigmoid") if general else ("fast_sigmoid", "atan"),
+        default=None if general else "fast_sigmoid",
+        help=(
+            "surrogate gradient (default: fast_sigmoid for the study's network, as the study; atan, "
+            "snnTorch's default, for a --layers or --checkpoint network; sigmoid for those only)"
+            if general
+            else "surrogate gradient (default: fast_sigmoid, as the study)"
+        ),
     )
     parser.add_argument(
         "--surrogate-scale",
         type=float,
         default=None,
-        help="fast_sigmoid slope (default 25) or atan alpha (default 2)",
+        help=(
+            "fast_sigmoid slope (default 25), atan alpha (default 2) or sigmoid slope (default 25)"
+            if general
+            else "fast_sigmoid slope (default 25) or atan alpha (default 2)"
+        ),
     )
 
 
@@ -121,6 +133,15 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_mnist_sizes(sizes: tuple[int, ...], checkpoint: Path) -> None:
+    """A checkpoint's network must take MNIST's 784 pixels and give its 10 classes (CheckpointError)."""
+    if sizes[0] != INPUT_SIZE or sizes[-1] != NUM_CLASSES:
+        raise CheckpointError(
+            f"{checkpoint}: the network takes {sizes[0]} inputs and gives {sizes[-1]} outputs; MNIST needs "
+            f"{INPUT_SIZE} and {NUM_CLASSES}. Fix: pass a checkpoint of a network trained on MNIST."
+        )
+
+
 class EvaluationModel(NamedTuple):
     model: torch.nn.Module
     architecture: str  # what was detected, printed
@@ -152,12 +173,7 @@ def model_for_evaluation(args: argparse.Namespace, device: torch.device) -> Eval
         loaded = network_from_state_dict(state, args.steps, reset_delay=args.reset_delay, input_coding=args.input)
     except CheckpointError as error:
         raise CheckpointError(f"{args.checkpoint}: {error}") from None
-    sizes = loaded.model.config.layer_sizes
-    if sizes[0] != INPUT_SIZE or sizes[-1] != NUM_CLASSES:
-        raise CheckpointError(
-            f"{args.checkpoint}: the network takes {sizes[0]} inputs and gives {sizes[-1]} outputs; MNIST needs "
-            f"{INPUT_SIZE} and {NUM_CLASSES}. Fix: pass a checkpoint of a network trained on MNIST."
-        )
+    check_mnist_sizes(loaded.model.config.layer_sizes, args.checkpoint)
     generator = torch.Generator().manual_seed(args.input_seed) if args.input == "rate" else None
     naming = "fc1/lif1/... names" if loaded.naming == "study" else "nn.Sequential keys"
     model = loaded.model.use_backend(args.backend).to(device).eval()
@@ -188,7 +204,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _on_off(value: str) -> bool:
+def on_off(value: str) -> bool:
+    """on/true -> True, off/false -> False (any case), for flags such as --reset-delay."""
     choices = {"on": True, "true": True, "off": False, "false": False}
     if value.lower() not in choices:
         raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
@@ -235,7 +252,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=ModelConfig().num_steps, help="time steps per image (default: 25)")
     add_surrogate_options(parser)
     parser.add_argument(
-        "--reset-delay", type=_on_off, default=True, metavar="on|off",
+        "--reset-delay", type=on_off, default=True, metavar="on|off",
         help="snn.Leaky's reset_delay, which a state_dict does not hold (default: on, snnTorch's default)",
     )
     parser.add_argument(

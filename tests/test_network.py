@@ -24,13 +24,19 @@ from typing import Any, NamedTuple
 import pytest
 import snntorch as snn
 import torch
-import torch.nn.functional as F
 from snntorch import spikegen, utils
-from snntorch import surrogate as snn_surrogate
 from torch import Tensor, nn
 
-from lif_core.leaky import LeakyOptions, LeakySurrogate
-from lif_core.surrogate import ArcTan, FastSigmoid, Sigmoid, StraightHeaviside
+from experiments.snntorch_network import (
+    RateStream,
+    run_snntorch,
+    snntorch_inputs,
+    snntorch_loss,
+    snntorch_model,
+    snntorch_sequential,
+)
+from lif_core.leaky import LeakyOptions
+from lif_core.surrogate import FastSigmoid, Sigmoid, StraightHeaviside
 from training.checkpoint import CheckpointError, atomic_torch_save, save_model
 from training.data import MnistSplit
 from training.errors import SnnMnistError
@@ -118,123 +124,20 @@ ARCHITECTURES = architectures()
 
 
 # --------------------------------------------------------------------------- the snnTorch side
-
-
-def their_surrogate(surrogate: LeakySurrogate) -> Any:
-    if isinstance(surrogate, ArcTan):
-        return snn_surrogate.atan(alpha=surrogate.alpha)
-    if isinstance(surrogate, FastSigmoid):
-        return snn_surrogate.fast_sigmoid(slope=surrogate.slope)
-    if isinstance(surrogate, Sigmoid):
-        return snn_surrogate.sigmoid(slope=surrogate.slope)
-    raise AssertionError(f"no snnTorch surrogate for {surrogate!r}")
-
-
-def their_leaky(neuron: NeuronConfig, init_hidden: bool, output: bool) -> snn.Leaky:
-    """snn.Leaky built as a user would for this layer."""
-    options = neuron.options
-    return snn.Leaky(
-        beta=torch.tensor(neuron.beta),
-        threshold=torch.tensor(neuron.threshold),
-        spike_grad=their_surrogate(options.surrogate),
-        init_hidden=init_hidden,
-        learn_beta=neuron.learn_beta,
-        learn_threshold=neuron.learn_threshold,
-        reset_mechanism=options.reset_mechanism,
-        output=output,
-        graded_spikes_factor=options.graded_spikes_factor,
-        reset_delay=options.reset_delay,
-    )
-
-
-def their_sequential(config: NetworkConfig) -> nn.Sequential:
-    """nn.Sequential(Linear, Leaky(init_hidden=True), ..., Leaky(init_hidden=True, output=True))."""
-    modules: list[nn.Module] = []
-    sizes, last = config.layer_sizes, config.num_layers - 1
-    for layer, neuron in enumerate(config.neurons):
-        modules.append(nn.Linear(sizes[layer], sizes[layer + 1]))
-        modules.append(their_leaky(neuron, init_hidden=True, output=layer == last))
-    return nn.Sequential(*modules)
-
-
-class TheirStudyNet(nn.Module):
-    """The study's / tutorial 5's class generalised to L layers: fc1, lif1, fc2, lif2, ..."""
-
-    def __init__(self, config: NetworkConfig) -> None:
-        super().__init__()
-        self.num_layers = config.num_layers
-        sizes = config.layer_sizes
-        for layer, neuron in enumerate(config.neurons, start=1):
-            setattr(self, f"fc{layer}", nn.Linear(sizes[layer - 1], sizes[layer]))
-            setattr(self, f"lif{layer}", their_leaky(neuron, init_hidden=False, output=False))
-
-    def record(self, inputs: Tensor, steps: int, constant: bool) -> tuple[list[Tensor], list[Tensor]]:
-        """The tutorial loop (fc1(x) recomputed every step); per layer (T, B, N) spikes and mems."""
-        fcs = [getattr(self, f"fc{k}") for k in range(1, self.num_layers + 1)]
-        lifs = [getattr(self, f"lif{k}") for k in range(1, self.num_layers + 1)]
-        mems = [lif.init_leaky() for lif in lifs]
-        spikes: list[list[Tensor]] = [[] for _ in lifs]
-        membranes: list[list[Tensor]] = [[] for _ in lifs]
-        for step in range(steps):
-            signal = inputs if constant else inputs[step]
-            for layer, (fc, lif) in enumerate(zip(fcs, lifs)):
-                signal, mems[layer] = lif(fc(signal), mems[layer])
-                spikes[layer].append(signal)
-                membranes[layer].append(mems[layer])
-        return [torch.stack(s) for s in spikes], [torch.stack(m) for m in membranes]
-
-
-def record_sequential(net: nn.Sequential, inputs: Tensor, steps: int, constant: bool) -> tuple[list[Tensor], list[Tensor]]:
-    """Step the nn.Sequential's modules in order (what its forward does), keeping every layer."""
-    utils.reset(net)
-    leakies = [module for module in net if isinstance(module, snn.Leaky)]
-    spikes: list[list[Tensor]] = [[] for _ in leakies]
-    membranes: list[list[Tensor]] = [[] for _ in leakies]
-    for step in range(steps):
-        signal = inputs if constant else inputs[step]
-        layer = 0
-        for module in net:
-            out = module(signal)
-            if isinstance(module, snn.Leaky):
-                out, mem = out if isinstance(out, tuple) else (out, module.mem)
-                spikes[layer].append(out)
-                membranes[layer].append(mem)
-                layer += 1
-            signal = out
-    return [torch.stack(s) for s in spikes], [torch.stack(m) for m in membranes]
+# (the models themselves are experiments.snntorch_network's, shared with `snn-mnist crosscheck`)
 
 
 def their_model(arch: Architecture) -> nn.Module:
-    return TheirStudyNet(arch.config) if arch.naming == "study" else their_sequential(arch.config)
+    return snntorch_model(arch.config, arch.naming)
 
 
 def their_inputs(config: NetworkConfig, images: Tensor, seed: int) -> Tensor:
-    if config.input_coding == "rate":
-        torch.manual_seed(seed)
-        return spikegen.rate(images, num_steps=config.num_steps)
-    return images
+    """The images, or spikegen.rate's draw after torch.manual_seed(seed)."""
+    return snntorch_inputs(config, images, RateStream(seed) if config.input_coding == "rate" else None)
 
 
 def run_theirs(model: nn.Module, config: NetworkConfig, images: Tensor, seed: int = SEED) -> NetworkOutput:
-    inputs = their_inputs(config, images, seed)
-    constant = config.input_coding == "current"
-    if isinstance(model, TheirStudyNet):
-        spikes, membranes = model.record(inputs, config.num_steps, constant)
-    else:
-        spikes, membranes = record_sequential(model, inputs, config.num_steps, constant)  # type: ignore[arg-type]
-    return NetworkOutput(tuple(spikes), tuple(membranes))
-
-
-def their_loss(output: NetworkOutput, labels: Tensor, config: NetworkConfig) -> Tensor:
-    """The study's loss, or tutorial 5's: loss_val = zeros(1); loss_val += CE(mem_rec[step], y)."""
-    if config.loss == "membrane":
-        loss_val = torch.zeros((1), dtype=torch.float32)
-        for step in range(config.num_steps):
-            loss_val += F.cross_entropy(output.output_membranes[step], labels)
-        return loss_val[0]
-    counts = output.output_spikes.sum(dim=0)
-    hidden = torch.cat([s.sum(dim=0) for s in output.spikes[:-1]], dim=-1)
-    return F.cross_entropy(counts, labels) + config.activity_penalty * hidden.mean()
+    return run_snntorch(model, config, their_inputs(config, images, seed))
 
 
 def run_ours(model: FeedForwardSNN, images: Tensor, seed: int = SEED) -> NetworkOutput:
@@ -290,7 +193,7 @@ def test_forward_loss_and_gradients_match_snntorch(arch: Architecture, batch: tu
     assert_same_outputs(our_out, their_out)
     for spikes in our_out.spikes:  # the comparison means something: neurons both fire and stay silent
         assert 0 < int((spikes != 0).sum()) < spikes.numel()
-    our_loss, reference = ours.loss(our_out, labels).total, their_loss(their_out, labels, arch.config)
+    our_loss, reference = ours.loss(our_out, labels).total, snntorch_loss(their_out, labels, arch.config)
     assert torch.equal(our_loss, reference)
     our_loss.backward()
     reference.backward()
@@ -448,7 +351,7 @@ def test_bad_configs_raise(kwargs: dict, named: str) -> None:
 
 def good_state() -> dict[str, Tensor]:
     torch.manual_seed(0)
-    return dict(their_sequential(NetworkConfig((784, 8, 10))).state_dict())
+    return dict(snntorch_sequential(NetworkConfig((784, 8, 10))).state_dict())
 
 
 def _without(state: dict[str, Tensor], key: str) -> dict[str, Tensor]:
