@@ -11,19 +11,26 @@ import torch
 
 from experiments.cli import add_common_options
 from training.checkpoint import CheckpointError, atomic_write_json, model_from_state_dict, read_checkpoint
-from training.data import MnistSplit, load_mnist
+from training.data import MnistSplit, carve_validation, load_mnist
 from training.model import INPUT_SIZE, NUM_CLASSES, ModelConfig
+from training.presets import PRESETS, preset_configs
 from training.snntorch_checkpoint import network_from_state_dict
 from training.runtime import configure_threads, keep_freed_memory, resolve_device, seed_everything
-from training.train import EVAL_BATCH, TrainConfig, evaluate, train
+from training.train import EVAL_BATCH, LR_SCHEDULES, TrainConfig, evaluate, train
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_model_options(parser: argparse.ArgumentParser, from_preset: bool = False) -> None:
+    """The network's flags.  from_preset=True: their defaults are None and come from --preset."""
     defaults = ModelConfig()
-    parser.add_argument("--hidden", type=int, default=defaults.hidden_size, help="hidden LIF neurons (default: 512)")
-    parser.add_argument("--beta", type=float, default=defaults.beta, help="membrane decay per step, in [0, 1] (default: 0.9)")
-    parser.add_argument("--threshold", type=float, default=defaults.threshold, help="firing threshold (default: 1.0)")
-    parser.add_argument("--steps", type=int, default=defaults.num_steps, help="time steps per image (default: 25)")
+
+    def default(value: object) -> object:
+        return None if from_preset else value
+
+    said = "study" if from_preset else "default"
+    parser.add_argument("--hidden", type=int, default=default(defaults.hidden_size), help=f"hidden LIF neurons ({said}: 512)")
+    parser.add_argument("--beta", type=float, default=default(defaults.beta), help=f"membrane decay per step, in [0, 1] ({said}: 0.9)")
+    parser.add_argument("--threshold", type=float, default=default(defaults.threshold), help=f"firing threshold ({said}: 1.0)")
+    parser.add_argument("--steps", type=int, default=default(defaults.num_steps), help=f"time steps per image ({said}: 25)")
     parser.add_argument(
         "--exact",
         action="store_true",
@@ -31,6 +38,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "instead of the fused kernel (the same sums in another order, several times faster)",
     )
     add_surrogate_options(parser)
+    if from_preset:
+        parser.set_defaults(surrogate=None)
 
 
 def add_surrogate_options(parser: argparse.ArgumentParser, general: bool = False) -> None:
@@ -89,27 +98,35 @@ def prepare_runtime(args: argparse.Namespace) -> torch.device:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    model_config = ModelConfig(
-        hidden_size=args.hidden,
-        beta=args.beta,
-        threshold=args.threshold,
-        num_steps=args.steps,
-        surrogate=args.surrogate,
-        surrogate_scale=args.surrogate_scale,
-        backend=args.backend,
-        fused=not args.exact,
-    )
-    train_config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        alpha_reg=args.alpha_reg,
-        weight_clip=args.weight_clip,
-        seed=args.seed,
+    # the preset's values, with every flag given on the command line on top
+    model_config, train_config = preset_configs(
+        args.preset,
+        model_overrides={
+            "hidden_size": args.hidden,
+            "beta": args.beta,
+            "threshold": args.threshold,
+            "num_steps": args.steps,
+            "surrogate": args.surrogate,
+            "surrogate_scale": args.surrogate_scale,
+            "backend": args.backend,
+            "fused": not args.exact,
+        },
+        training_overrides={
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.lr,
+            "lr_schedule": args.lr_schedule,
+            "alpha_reg": args.alpha_reg,
+            "weight_clip": args.weight_clip,
+            "seed": args.seed,
+        },
     )
     device = prepare_runtime(args)
     train_data, test_data = load_splits(args)
     assert train_data is not None
+    validation_data = None
+    if args.validation:
+        train_data, validation_data = carve_validation(train_data, args.validation)
     started = time.perf_counter()
     _, history = train(
         train_data,
@@ -120,14 +137,19 @@ def run_train(args: argparse.Namespace) -> int:
         resume=args.resume,
         device=device,
         extra_settings={
+            "preset": args.preset,
             "threads": args.threads,
             "device": str(device),
             "train_examples": len(train_data),
+            "validation_examples": len(validation_data) if validation_data is not None else 0,
             "test_examples": len(test_data),
         },
         progress=not args.no_progress,
+        validation_split=validation_data,
     )
     print(f"train accuracy: {history.train_acc_history[-1]:.2f}%")
+    if history.val_acc_history:
+        print(f"validation accuracy: {history.val_acc_history[-1]:.2f}%")
     print(f"test accuracy: {history.test_acc_history[-1]:.2f}%")
     print(f"wall time: {time.perf_counter() - started:.1f} s; artifacts in {args.out}")
     return 0
@@ -225,12 +247,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_common_options(parser)
-    add_model_options(parser)
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="epochs (default: 10)")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="batch size (default: 128)")
-    parser.add_argument("--lr", type=float, default=defaults.learning_rate, help="Adam learning rate (default: 1e-3)")
-    parser.add_argument("--alpha-reg", type=float, default=defaults.alpha_reg, help="weight of the hidden spike-activity penalty (default: 1e-4)")
-    parser.add_argument("--weight-clip", type=float, default=defaults.weight_clip, help="clamp weights to [-c, c] after each step (default: 1)")
+    add_model_options(parser, from_preset=True)
+    parser.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="study",
+        help="the recipe the other flags start from: "
+        + "; ".join(f"{name}: {preset.description}" for name, preset in PRESETS.items())
+        + " (default: study). Flags given override it.",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help=f"epochs (study: {defaults.epochs})")
+    parser.add_argument("--batch-size", type=int, default=None, help=f"batch size (study: {defaults.batch_size})")
+    parser.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (study: {defaults.learning_rate:g})")
+    parser.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default=None,
+        help="constant, or cosine decay from --lr to 0 over the run (study: constant)",
+    )
+    parser.add_argument("--alpha-reg", type=float, default=None, help=f"weight of the hidden spike-activity penalty (study: {defaults.alpha_reg:g})")
+    parser.add_argument("--weight-clip", type=float, default=None, help=f"clamp weights to [-c, c] after each step (study: {defaults.weight_clip:g})")
+    parser.add_argument(
+        "--validation", type=int, default=0, metavar="N",
+        help="hold N random training images out of training (a fixed draw) and report their accuracy "
+        "after every epoch, for choosing settings without the test set (default: 0, none)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_subset_options(parser)

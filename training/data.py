@@ -112,6 +112,28 @@ class MnistSplit:
         return MnistSplit(self.images[:count], self.labels[:count])
 
 
+VALIDATION_SEED = 0  # one fixed carve for every run and seed, so trials compare on the same images
+
+
+def carve_validation(train_split: MnistSplit, count: int, seed: int = VALIDATION_SEED) -> tuple[MnistSplit, MnistSplit]:
+    """(training images, validation images): `count` images drawn at random (a permutation
+    from a generator seeded with `seed`) out of `train_split`, the rest kept for training in
+    their original order.  Settings are chosen on the validation images, never the test set."""
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count < len(train_split):
+        raise ValueError(
+            f"--validation must be a whole number of images between 1 and {len(train_split) - 1} "
+            f"(the training split has {len(train_split)}), got {count!r}"
+        )
+    held_out = torch.randperm(len(train_split), generator=torch.Generator().manual_seed(seed))[:count]
+    keep = torch.ones(len(train_split), dtype=torch.bool)
+    keep[held_out] = False
+    validation = held_out.sort().values
+    return (
+        MnistSplit(train_split.images[keep], train_split.labels[keep]),
+        MnistSplit(train_split.images[validation], train_split.labels[validation]),
+    )
+
+
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
     """The data folder from the argument, else from $SNN_MNIST_DATA, else None (the cache)."""
     if data_dir is not None and str(data_dir) != "":

@@ -63,6 +63,7 @@ CONFIG_JSON = "experiment_config.json"
 # Inference batch: at 250 images the (T, B, 512) hidden spikes (12.8 MB) stay in cache;
 # at 1,000 they do not, and a pass over the test set was 1.6x slower on 2 cores.
 EVAL_BATCH = 250
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class TrainingDivergedError(SnnMnistError):
@@ -80,6 +81,7 @@ class TrainConfig:
     weight_clip: float = 1.0
     seed: int = 0
     eval_batch_size: int = EVAL_BATCH
+    lr_schedule: str = "constant"  # "constant" (the study), or "cosine" decay to 0 over the run
 
     def __post_init__(self) -> None:
         for name, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("eval_batch_size", "--eval-batch-size")):
@@ -94,6 +96,19 @@ class TrainConfig:
             raise ValueError(f"--weight-clip must be positive, got {self.weight_clip!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+
+    def learning_rate_at(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of optimiser step `step` (0-based) of the whole run.
+
+            constant:  lr_k = lr
+            cosine:    lr_k = lr * (1 + cos(pi * k / K)) / 2,   K = epochs * steps_per_epoch
+        """
+        if self.lr_schedule == "constant":
+            return self.learning_rate
+        total = self.epochs * steps_per_epoch
+        return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * step / total))
 
 
 class LossTerms(NamedTuple):
@@ -192,6 +207,7 @@ class TrainHistory:
     test_acc_history: list[float] = field(default_factory=list)
     loss_history: list[float] = field(default_factory=list)
     epoch_seconds: list[float] = field(default_factory=list)
+    val_acc_history: list[float] = field(default_factory=list)  # empty without a validation split
 
 
 def library_versions() -> dict[str, str]:
@@ -207,18 +223,20 @@ def library_versions() -> dict[str, str]:
 
 
 def _write_curves(out_dir: Path, history: TrainHistory) -> None:
-    rows = ["epoch,train_acc,test_acc"]
+    with_validation = bool(history.val_acc_history)
+    rows = ["epoch,train_acc,test_acc" + (",val_acc" if with_validation else "")]
     for epoch, (train_acc, test_acc) in enumerate(zip(history.train_acc_history, history.test_acc_history), 1):
-        rows.append(f"{epoch},{train_acc:.4f},{test_acc:.4f}")
+        validation = f",{history.val_acc_history[epoch - 1]:.4f}" if with_validation else ""
+        rows.append(f"{epoch},{train_acc:.4f},{test_acc:.4f}{validation}")
     atomic_write_text(out_dir / CURVES_CSV, "\n".join(rows) + "\n")
-    atomic_write_json(
-        out_dir / CURVES_JSON,
-        {
-            "train_acc_history": history.train_acc_history,
-            "test_acc_history": history.test_acc_history,
-            "loss_history": history.loss_history,
-        },
-    )
+    curves: dict[str, Any] = {
+        "train_acc_history": history.train_acc_history,
+        "test_acc_history": history.test_acc_history,
+        "loss_history": history.loss_history,
+    }
+    if with_validation:
+        curves["val_acc_history"] = history.val_acc_history
+    atomic_write_json(out_dir / CURVES_JSON, curves)
 
 
 def _run_settings(model_config: ModelConfig, train_config: TrainConfig, extra: dict[str, Any]) -> dict[str, Any]:
@@ -248,12 +266,16 @@ def _load_resume_state(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any
             f"(it lacks {', '.join(missing)}). Fix: start again without --resume, or in a new --out folder."
         )
     saved = state.get("settings", {})
-    ignored = {"epochs"}  # a finished run may be extended with more epochs
+    # a finished run may be extended with more epochs, unless the learning rate schedule
+    # depends on their number
+    ignored = {"epochs"} if settings["training"].get("lr_schedule", "constant") == "constant" else set()
+    # settings added since a state was saved compare as their defaults
+    added = {"training": {"lr_schedule": "constant"}}
     differences = [
-        f"{section}.{key}: saved {saved.get(section, {}).get(key)!r}, now {value!r}"
+        f"{section}.{key}: saved {saved.get(section, {}).get(key, added.get(section, {}).get(key))!r}, now {value!r}"
         for section in ("model", "training")
         for key, value in settings[section].items()
-        if key not in ignored and saved.get(section, {}).get(key) != value
+        if key not in ignored and saved.get(section, {}).get(key, added.get(section, {}).get(key)) != value
     ]
     differences += [
         f"{key}: saved {saved.get(key)!r}, now {value!r}"
@@ -279,8 +301,15 @@ def train(
     extra_settings: dict[str, Any] | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    validation_split: MnistSplit | None = None,
+    on_epoch: Callable[[int, TrainHistory], None] | None = None,
 ) -> tuple[SupervisedSNN, TrainHistory]:
-    """Train from scratch (or resume) and write the artifacts to `out_dir` after each epoch."""
+    """Train from scratch (or resume) and write the artifacts to `out_dir` after each epoch.
+
+    validation_split: images held out of `train_split` (`training.data.carve_validation`);
+    its accuracy is recorded after every epoch in `history.val_acc_history`, for choosing
+    settings without looking at the test set.  on_epoch(epoch, history) is called after each
+    epoch's artifacts are written (epoch 1-based), e.g. to report to a sweep."""
     device = device if device is not None else torch.device("cpu")
     out_dir = Path(out_dir)
     settings = _run_settings(model_config, train_config, extra_settings or {})
@@ -324,7 +353,10 @@ def train(
             leave=False,
             summary=False,
         )
+        steps_per_epoch = math.ceil(len(train_split) / train_config.batch_size)
         for step, batch in enumerate(iterate_batches(order, train_config.batch_size)):
+            for group in optimizer.param_groups:
+                group["lr"] = train_config.learning_rate_at(epoch * steps_per_epoch + step, steps_per_epoch)
             batch_images, batch_labels = images[batch].to(device), labels[batch].to(device)
             loss, predictions = train_step(model, optimizer, batch_images, batch_labels, train_config)
             loss_value = float(loss.total)
@@ -345,6 +377,8 @@ def train(
         train_seconds = time.perf_counter() - started
         model.eval()
         test = evaluate(model, test_split, train_config.eval_batch_size)
+        if validation_split is not None:
+            history.val_acc_history.append(evaluate(model, validation_split, train_config.eval_batch_size).accuracy)
         history.train_acc_history.append(100.0 * correct / seen)
         history.test_acc_history.append(test.accuracy)
         history.loss_history.append(loss_sum / seen)
@@ -362,9 +396,12 @@ def train(
             },
         )
         _write_curves(out_dir, history)
+        validation = f"  validation {history.val_acc_history[-1]:.2f}%" if validation_split is not None else ""
         log(
             f"epoch {epoch + 1}/{train_config.epochs}: loss {history.loss_history[-1]:.4f}  "
-            f"train {history.train_acc_history[-1]:.2f}%  test {test.accuracy:.2f}%  "
+            f"train {history.train_acc_history[-1]:.2f}%{validation}  test {test.accuracy:.2f}%  "
             f"({history.epoch_seconds[-1]:.1f} s, {seen / max(train_seconds, 1e-9):.0f} img/s)"
         )
+        if on_epoch is not None:
+            on_epoch(epoch + 1, history)
     return model, history
