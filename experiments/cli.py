@@ -43,6 +43,7 @@ COMMAND_MODULES: list[str] = [
     "experiments.reproduce",
     "experiments.explain",
     "experiments.stdp_cmd",
+    "experiments.sweep",
 ]
 
 
