@@ -23,6 +23,7 @@ recorded, never used to choose.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -55,7 +56,7 @@ from training.checkpoint import atomic_write_json, atomic_write_text
 from training.data import MnistSplit, carve_validation, load_mnist
 from training.presets import PRESETS
 from training.runtime import configure_threads
-from training.train import TrainHistory, train
+from training.train import STATE_FILE, TrainHistory, train
 
 EXPERIMENT = "trials"  # Ray's folder under OUT/ray
 SPEC_JSON = "sweep_spec.json"
@@ -145,7 +146,7 @@ def sweep_trial(config: dict[str, Any], data: SweepData, preset: str, threads: i
             })
 
         model, history = train(
-            train_split, test_split, model_config, train_config, work, resume=(work / "training_state.pt").is_file(),
+            train_split, test_split, model_config, train_config, work, resume=(work / STATE_FILE).is_file(),
             extra_settings={"sweep_settings": settings, "threads": threads}, progress=False, log=lambda _: None,
             validation_split=val_split, on_epoch=on_epoch,
         )
@@ -254,8 +255,6 @@ def check_spec_matches(out: Path, spec: SweepSpec) -> None:
     path = out / SPEC_JSON
     payload = spec.to_json()
     if path.is_file():
-        import json
-
         saved = json.loads(path.read_text())
         if saved != payload:
             changed = sorted(key for key in set(saved) | set(payload) if saved.get(key) != payload.get(key))
