@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -207,4 +208,47 @@ def plot_hidden_activity(hidden_spikes: np.ndarray, label: int, path: Path, show
     axes.set_xlim(-0.5, steps - 0.5)
     axes.set_xlabel("time step")
     axes.set_ylabel("neurons firing (%)")
+    _save(figure, path)
+
+
+def plot_dose_response(payload: Mapping[str, Any], path: Path) -> None:
+    """Accuracy lost after the last epoch against eta per rule (mean ± sd over seeds), with the
+    study's loss and the default rule's crossing eta* marked, and the weight drift against eta
+    (payload: what experiments.dose_response writes to dose_response.json)."""
+    config, summary = payload["config"], payload["summary"]
+    study_loss, study_eta, tolerated = payload["study"]["loss"], payload["study"]["eta"], payload["tolerated_loss"]
+    figure = Figure(figsize=(11.0, 5.6))
+    loss_axes, drift_axes = figure.subplots(1, 2)
+    for rule in config["rules"]:
+        entries = summary["table"][rule]
+        if not entries:
+            continue
+        etas = [entry["eta"] for entry in entries]
+        means = [entry["loss_mean"][-1] for entry in entries]
+        sds = [entry["loss_sd"][-1] or 0.0 for entry in entries]
+        loss_axes.errorbar(etas, means, yerr=sds, marker="o", capsize=3, label=rule)
+        drift = [100 * (entry["drift_fc1"][0] + entry["drift_fc2"][0]) / 2 for entry in entries]
+        drift_axes.plot(etas, drift, marker="o", label=rule)
+    loss_axes.axhline(study_loss, color="black", linestyle="--", linewidth=1, label=f"study's loss, {study_loss:.2f} points")
+    loss_axes.axhline(tolerated, color="grey", linestyle=":", linewidth=1, label=f"{tolerated} points")
+    loss_axes.plot([study_eta], [study_loss], marker="*", markersize=14, color="black", linestyle="none", label="study (its eta = 1e-5)")
+    star = summary["study_loss_crossing"]["geometric_mean"]
+    if star is not None:
+        low, high = summary["study_loss_crossing"]["range"]
+        loss_axes.axvspan(low, high, color="tab:blue", alpha=0.12)
+        loss_axes.axvline(star, color="tab:blue", linestyle="--", linewidth=1, label=f"{payload['default_rule']} loses it at {star:.2g}")
+    loss_axes.set_xscale("log")
+    loss_axes.set_yscale("symlog", linthresh=1.0)
+    loss_axes.set_xlabel("eta (multiplies a mean over batch and time)")
+    loss_axes.set_ylabel(f"test accuracy lost after {config['epochs']} epochs (points)")
+    loss_axes.set_title(f"Stability-plasticity frontier ({len(config['seeds'])} seeds, mean ± sd)")
+    loss_axes.grid(alpha=0.3, which="both")
+    loss_axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    drift_axes.set_xscale("log")
+    drift_axes.set_yscale("log")
+    drift_axes.set_xlabel("eta")
+    drift_axes.set_ylabel("weight drift, mean of fc1 and fc2 (%)")
+    drift_axes.set_title("How far the weights moved (mean over seeds)")
+    drift_axes.grid(alpha=0.3, which="both")
+    drift_axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     _save(figure, path)

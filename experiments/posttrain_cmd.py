@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments.cli import add_common_options
+from experiments.dose_response import DEFAULT_ETAS, DEFAULT_SEEDS, DOSE_JSON, DOSE_MARKDOWN, DoseResponseConfig, run_dose_response
+from experiments.seeds import parse_seeds
 from experiments.train_cmd import add_subset_options, load_splits, prepare_runtime
 from plasticity.hebbian import RULE_NAMES, STABILISED_RULES
 from plasticity.posttrain import PLASTIC_LAYERS, PostTrainConfig, PostTrainResult, post_train, trajectory_key
@@ -23,6 +25,7 @@ from training.checkpoint import atomic_write_json, atomic_write_text, load_model
 from training.data import MnistSplit
 from training.metrics import report_from_predictions
 from training.model import ModelConfig
+from training.runtime import available_threads
 
 POST_TRAINED_FILE = "supervised_snn_post_trained_state_dict.pt"
 ACCURACY_JSON = "post_training_accuracy.json"
@@ -180,7 +183,47 @@ def run_post_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_dose_response_study(args: argparse.Namespace) -> int:
+    if args.checkpoint is not None:
+        raise ValueError(
+            f"--dose-response trains or reuses one baseline per seed in OUT/seed_<S>/, so it takes no checkpoint "
+            f"(got {args.checkpoint}). Fix: leave the checkpoint out; `snn-mnist reproduce --out OUT` writes the same folders"
+        )
+    threads = args.threads if args.threads is not None else 1
+    jobs = args.jobs if args.jobs is not None else max(1, available_threads() // threads)
+    config = DoseResponseConfig(
+        etas=args.etas if args.etas is not None else DEFAULT_ETAS,
+        rules=args.rules,
+        seeds=tuple(args.seeds) if args.seeds is not None else DEFAULT_SEEDS,
+        epochs=args.epochs,
+        threads=threads,
+        jobs=jobs,
+    )
+    if threads * jobs > available_threads():
+        raise ValueError(
+            f"--jobs {jobs} x --threads {threads} asks for more than the {available_threads()} cores here. "
+            "Fix: lower --jobs or --threads"
+        )
+    args.threads = threads * jobs  # the baselines train on all of them
+    prepare_runtime(args)
+    train_split, test_split = load_splits(args)
+    assert train_split is not None
+    out = Path(args.out)
+    run_dose_response(config, out, train_split, test_split, progress=not args.no_progress)
+    print((out / DOSE_MARKDOWN).read_text())
+    print(f"wrote {out / DOSE_MARKDOWN}, {out / DOSE_JSON} and {out / 'dose_response.png'}")
+    return 0
+
+
 def run_plasticity_study(args: argparse.Namespace) -> int:
+    if args.dose_response:
+        return run_dose_response_study(args)
+    if args.checkpoint is None:
+        raise ValueError("plasticity-study needs a trained checkpoint. Fix: give its path, or use --dose-response")
+    if args.seeds is not None or args.jobs is not None:
+        raise ValueError("--seeds and --jobs belong to --dose-response. Fix: add --dose-response, or leave them out")
+    if args.etas is None:
+        args.etas = STUDY_ETAS
     if not args.etas:
         raise ValueError("--etas lists no learning rate. Fix: give one or more, comma-separated, e.g. --etas 1e-5,1e-4")
     base = _post_train_config(args, "covariance", args.etas[0])
@@ -201,9 +244,12 @@ def run_plasticity_study(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_rule_options(parser: argparse.ArgumentParser) -> None:
+def _add_rule_options(parser: argparse.ArgumentParser, checkpoint_optional: bool = False) -> None:
     defaults = PostTrainConfig()
-    parser.add_argument("checkpoint", type=Path, help="trained state_dict (supervised_snn_baseline_state_dict.pt)")
+    if checkpoint_optional:
+        parser.add_argument("checkpoint", type=Path, nargs="?", default=None, help="trained state_dict (not with --dose-response)")
+    else:
+        parser.add_argument("checkpoint", type=Path, help="trained state_dict (supervised_snn_baseline_state_dict.pt)")
     add_common_options(parser, device=False)
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training images (default: 3)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per update (default: 128)")
@@ -242,13 +288,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             f"({STUDY_MARKDOWN}, {STUDY_JSON}, {ACCURACY_JSON})."
         ),
     )
-    _add_rule_options(parser)
+    _add_rule_options(parser, checkpoint_optional=True)
     parser.add_argument(
         "--rules", type=parse_rules, default=STUDY_RULES,
         help=f"comma-separated rules (default: {','.join(STUDY_RULES)})",
     )
     parser.add_argument(
-        "--etas", type=parse_floats, default=STUDY_ETAS,
-        help="comma-separated learning rates (default: 1e-5,1e-4,1e-3)",
+        "--etas", type=parse_floats, default=None,
+        help="comma-separated learning rates (default: 1e-5,1e-4,1e-3; with --dose-response: "
+        + ",".join(f"{eta:g}" for eta in DEFAULT_ETAS) + ")",
+    )
+    parser.add_argument(
+        "--dose-response", action="store_true",
+        help="forgetting against eta over seeds: one study-recipe baseline per seed in OUT/seed_<S>/ (trained when "
+        f"absent), every rule at every eta from each ({DOSE_JSON}, {DOSE_MARKDOWN}, dose_response.png); resumable",
+    )
+    parser.add_argument("--seeds", type=parse_seeds, default=None, help="--dose-response: seeds (default: 0,1,2)")
+    parser.add_argument(
+        "--jobs", type=int, default=None,
+        help="--dose-response: runs side by side, each on --threads threads (default 1) (default: cores / threads)",
     )
     parser.set_defaults(handler=run_plasticity_study)

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from experiments.cli import add_common_options
+from experiments.seeds import parse_seeds
 from experiments.sweep_report import rows_from_results, write_results
 from experiments.sweep_space import (
     METRIC,
@@ -353,16 +354,6 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
         options["seeds"] = tuple(options["seeds"])
     values = {**options, **{key: value for key, value in flags.items() if value is not None}}
     return SweepSpec(space=space, **values)
-
-
-def parse_seeds(text: str) -> list[int]:
-    try:
-        if "-" in text and "," not in text:
-            low, high = (int(part) for part in text.split("-"))
-            return list(range(low, high + 1))
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds as 0,1,2 or 0-4, got {text!r}") from None
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from experiments.seeds import mean_sd
 from experiments.sweep_space import METRIC, SweepSpec, configs_for, setting_label
 from training.checkpoint import atomic_write_json, atomic_write_text
 
@@ -84,10 +85,6 @@ def rows_from_results(results: Iterable[Any], spec: SweepSpec) -> list[dict[str,
 
 def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
-def mean_sd(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
 def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
