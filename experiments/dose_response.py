@@ -36,21 +36,22 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
-from experiments.figures import plot_dose_response
+from experiments.adaptation import adaptation_markdown, adaptation_summary
+from experiments.figures import plot_adaptation, plot_dose_response
 from experiments.seeds import format_mean_sd, geometric_mean, mean_sd, seed_folder, study_baseline
+from experiments.workers import run_side_by_side
 from plasticity.hebbian import STABILISED_RULES
 from plasticity.posttrain import PostTrainConfig, post_train
 from training.checkpoint import atomic_write_json, atomic_write_text, load_model
-from training.data import MnistSplit
+from training.data import MnistSplit, shifted
 from training.model import ModelConfig
-from training.runtime import configure_threads
+from training.train import evaluate
 
 DOSE_JSON = "dose_response.json"
 DOSE_MARKDOWN = "dose_response.md"
@@ -86,8 +87,10 @@ class DoseResponseConfig:
     baseline_epochs: int = 10
     threads: int = 1  # per run
     jobs: int = 1  # runs side by side
+    shift: str | None = None  # "contrast:0.5" / "noise:0.3": post-train and test on shifted images
 
     def __post_init__(self) -> None:
+        self.input_shift()  # validates
         if len(self.etas) < 2 or any(not (math.isfinite(eta) and eta > 0) for eta in self.etas):
             raise ValueError(f"--etas needs two or more positive learning rates for a dose-response, got {self.etas!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -105,6 +108,26 @@ class DoseResponseConfig:
             payload[key] = list(payload[key])
         return payload
 
+    def input_shift(self) -> tuple[str, float] | None:
+        """(kind, amount) of --shift KIND:AMOUNT, or None."""
+        if self.shift is None:
+            return None
+        kind, _, amount = self.shift.partition(":")
+        try:
+            value = float(amount)
+        except ValueError:
+            raise ValueError(f"--shift takes KIND:AMOUNT, e.g. contrast:0.5 or noise:0.3, got {self.shift!r}") from None
+        shifted(MnistSplit(torch.zeros(1, 1, 1), torch.zeros(1, dtype=torch.int64)), kind, value)  # validates both
+        return kind, value
+
+    def files(self) -> tuple[str, str, str]:
+        """(json, markdown, figure) names: dose_response.* or, under a shift, adaptation_<kind><amount>.*"""
+        if self.shift is None:
+            return DOSE_JSON, DOSE_MARKDOWN, DOSE_FIGURE
+        kind, amount = self.input_shift() or ("", 0.0)
+        stem = f"adaptation_{kind}{amount:g}"
+        return f"{stem}.json", f"{stem}.md", f"{stem}.png"
+
 
 class Run(NamedTuple):
     rule: str
@@ -121,13 +144,20 @@ def _run_of(row: dict[str, Any]) -> Run:
     return Run(row["rule"], row["eta"], row["seed"], bool(row.get("probe")))
 
 
-def post_train_run(run: Run, baseline: Path, train_split: MnistSplit, test_split: MnistSplit, epochs: int, threads: int) -> dict[str, Any]:
-    """One post-training run from the seed's baseline (here, or in a worker process)."""
-    configure_threads(threads)
+def post_train_run(
+    run: Run, baseline: Path, train_split: MnistSplit, test_split: MnistSplit, epochs: int, clean_test: MnistSplit | None = None
+) -> dict[str, Any]:
+    """One post-training run from the seed's baseline (here, or in a worker process).  Under an
+    input shift, train/test are the shifted images and clean_test the unshifted test images,
+    whose accuracy before and after is recorded too (what the adaptation costs)."""
     model = load_model(baseline, ModelConfig())
+    clean_before = evaluate(model, clean_test).accuracy if clean_test is not None else None
     config = PostTrainConfig(rule=run.rule, eta=run.eta, epochs=epochs, seed=run.seed)
     result = post_train(model, train_split, test_split, config, progress=False, log=lambda _: None)
-    return {**run._asdict(), **{key: value for key, value in result.to_json().items() if key != "config"}}
+    row = {**run._asdict(), **{key: value for key, value in result.to_json().items() if key != "config"}}
+    if clean_test is not None:
+        row["clean_accuracy"] = [clean_before, evaluate(model, clean_test).accuracy]
+    return row
 
 
 def sha256(path: Path) -> str:
@@ -213,6 +243,8 @@ def summarise(rows: Sequence[dict[str, Any]], config: DoseResponseConfig) -> dic
     study_crossing = crossing(rows, DEFAULT_RULE, config.seeds, config.epochs, STUDY_LOSS)
     tolerance = {rule: crossing(rows, rule, config.seeds, config.epochs, TOLERATED_LOSS) for rule in config.rules}
     summary: dict[str, Any] = {"table": table, "study_loss_crossing": study_crossing, "tolerance": tolerance}
+    if config.shift is not None:
+        summary["adaptation"] = adaptation_summary(rows, config.rules, config.etas)
     star = study_crossing["geometric_mean"]
     if star is not None:
         ratio = star / STUDY_ETA
@@ -270,11 +302,11 @@ class DoseResponse:
                 epochs=self.config.baseline_epochs, progress=self.progress, log=self.log,
             )
         self.hashes = {seed: sha256(path) for seed, path in self.baselines.items()}
-        self.rows = _load_previous(self.out / DOSE_JSON, self.config, self.hashes)
+        self.rows = _load_previous(self.out / self.config.files()[0], self.config, self.hashes)
         grid = [Run(rule, eta, seed) for seed in self.config.seeds for rule in self.config.rules for eta in self.config.etas]
         self._run_all(grid)
         star = summarise(self.rows, self.config)["study_loss_crossing"]["geometric_mean"]
-        if star is not None:
+        if star is not None and self.config.shift is None:
             self._run_all([Run(DEFAULT_RULE, _round_significant(star), seed, probe=True) for seed in self.config.seeds])
         summary = self._write(time.perf_counter() - started)
         return summary
@@ -283,7 +315,7 @@ class DoseResponse:
         done = {_key(_run_of(row)) for row in self.rows}
         todo = [run for run in runs if _key(run) not in done]
         if len(todo) < len(runs):
-            self.log(f"{len(runs) - len(todo)} of {len(runs)} runs already in {self.out / DOSE_JSON}: kept")
+            self.log(f"{len(runs) - len(todo)} of {len(runs)} runs already in {self.out / self.config.files()[0]}: kept")
         if not todo:
             return
         epochs, threads = self.config.epochs, self.config.threads
@@ -301,22 +333,15 @@ class DoseResponse:
                 f"{accuracy[0]:.2f}% -> {accuracy[-1]:.2f}% ({row['seconds']:.0f} s; about {rate * (len(todo) - count) / 60:.1f} min left)"
             )
 
-        if self.config.jobs == 1:
-            for run in todo:
-                finished(post_train_run(run, self.baselines[run.seed], self.train_split, self.test_split, epochs, threads))
-            return
-        # The splits go to shared memory once; each task then pickles only a handle.
-        for split in (self.train_split, self.test_split):
-            split.images.share_memory_()
-            split.labels.share_memory_()
-        context = torch.multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.config.jobs, mp_context=context) as pool:
-            futures = [
-                pool.submit(post_train_run, run, self.baselines[run.seed], self.train_split, self.test_split, epochs, threads)
-                for run in todo
-            ]
-            for future in as_completed(futures):
-                finished(future.result())
+        shift = self.config.input_shift()
+        if shift is None:
+            tasks = [(run, self.baselines[run.seed], self.train_split, self.test_split, epochs) for run in todo]
+        else:
+            # one fixed draw of the shift for every run (seeds 1 and 2: training and test images differ)
+            train_shifted, test_shifted = shifted(self.train_split, *shift, seed=1), shifted(self.test_split, *shift, seed=2)
+            tasks = [(run, self.baselines[run.seed], train_shifted, test_shifted, epochs, self.test_split) for run in todo]
+        for _, row in run_side_by_side(post_train_run, tasks, self.config.jobs, threads):
+            finished(row)
 
     def _write(self, seconds: float | None) -> dict[str, Any]:
         summary = summarise(self.rows, self.config)
@@ -333,11 +358,16 @@ class DoseResponse:
             "runs": sorted(self.rows, key=lambda row: (row["rule"], bool(row.get("probe")), row["eta"], row["seed"])),
             "summary": summary,
         }
+        json_name, markdown_name, figure_name = self.config.files()
         if seconds is not None:
             payload["seconds"] = seconds
-            atomic_write_text(self.out / DOSE_MARKDOWN, dose_markdown(payload))
-            plot_dose_response(payload, self.out / DOSE_FIGURE)
-        atomic_write_json(self.out / DOSE_JSON, payload)
+            if self.config.shift is None:
+                atomic_write_text(self.out / markdown_name, dose_markdown(payload))
+                plot_dose_response(payload, self.out / figure_name)
+            else:
+                atomic_write_text(self.out / markdown_name, adaptation_markdown(payload, figure_name))
+                plot_adaptation(payload, self.out / figure_name)
+        atomic_write_json(self.out / json_name, payload)
         return summary
 
 

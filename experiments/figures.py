@@ -252,3 +252,69 @@ def plot_dose_response(payload: Mapping[str, Any], path: Path) -> None:
     drift_axes.grid(alpha=0.3, which="both")
     drift_axes.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     _save(figure, path)
+
+
+def _band(axes: Any, x: np.ndarray, runs: Sequence[Sequence[float]], label: str, marker: str) -> None:
+    values = np.asarray(runs, dtype=np.float64)
+    mean = values.mean(axis=0)
+    spread = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros_like(mean)
+    (line,) = axes.plot(x, mean, marker=marker, label=f"{label} (mean of {len(values)})")
+    axes.fill_between(x, mean - spread, mean + spread, color=line.get_color(), alpha=0.2)
+
+
+def plot_seed_summary(
+    train_acc: Sequence[Sequence[float]],
+    test_acc: Sequence[Sequence[float]],
+    gentle: Sequence[Sequence[float]],
+    strong: Sequence[Sequence[float]],
+    study_gentle: Sequence[float],
+    path: Path,
+) -> None:
+    """Accuracy per training epoch and per post-training epoch over the seeds: mean, with a
+    band of ± one sample sd; the study's published gentle trajectory beside ours."""
+    figure = Figure(figsize=(11.0, 4.4))
+    training_axes, post_axes = figure.subplots(1, 2)
+    epochs = np.arange(1, len(test_acc[0]) + 1)
+    _band(training_axes, epochs, train_acc, "train (running)", "o")
+    _band(training_axes, epochs, test_acc, "test", "s")
+    training_axes.set_xticks(epochs)
+    training_axes.set_xlabel("epoch")
+    training_axes.set_ylabel("accuracy (%)")
+    training_axes.set_title("Supervised training over the seeds (band: ± 1 sd)")
+    training_axes.grid(alpha=0.3)
+    training_axes.legend(loc="lower right", fontsize=8)
+    steps = np.arange(len(gentle[0]))
+    _band(post_axes, steps, gentle, "ours, eta 1e-5", "o")
+    _band(post_axes, steps, strong, "ours, eta 1e-4", "^")
+    post_axes.plot(np.arange(len(study_gentle)), study_gentle, color="black", linestyle="--", marker="*", label="study, eta 1e-5 (one run)")
+    post_axes.set_xticks(np.arange(max(len(gentle[0]), len(study_gentle))))
+    post_axes.set_xlabel("post-training epoch (0 = before plasticity)")
+    post_axes.set_ylabel("test accuracy (%)")
+    post_axes.set_title("Post-training, default rule (covariance)")
+    post_axes.grid(alpha=0.3)
+    post_axes.legend(fontsize=8, loc="lower left")
+    _save(figure, path)
+
+
+def plot_adaptation(payload: Mapping[str, Any], path: Path) -> None:
+    """Gain on shifted test images and cost on clean ones against eta, per rule (mean ± sd over
+    seeds); payload: what experiments.dose_response writes under --shift."""
+    summary = payload["summary"]["adaptation"]
+    figure = Figure(figsize=(11.0, 4.4))
+    gain_axes, cost_axes = figure.subplots(1, 2, sharey=True)
+    for rule, entry in summary.items():
+        etas = [item["eta"] for item in entry["grid"]]
+        for axes, key in ((gain_axes, "gain"), (cost_axes, "cost")):
+            axes.errorbar(etas, [item[key][0] for item in entry["grid"]], yerr=[item[key][1] or 0.0 for item in entry["grid"]],
+                          marker="o", capsize=3, label=rule)
+    for axes, title in ((gain_axes, "gain: shifted-test accuracy after - before"), (cost_axes, "cost: clean-test accuracy after - before")):
+        axes.axhline(0.0, color="grey", linewidth=1)
+        axes.set_xscale("log")
+        axes.set_yscale("symlog", linthresh=1.0)
+        axes.set_xlabel("eta")
+        axes.set_title(title, fontsize=10)
+        axes.grid(alpha=0.3, which="both")
+        axes.legend(fontsize=7)
+    gain_axes.set_ylabel("points")
+    figure.suptitle(f"Post-training on unlabeled shifted images ({payload['config']['shift']}), {len(payload['config']['seeds'])} seeds")
+    _save(figure, path)

@@ -25,7 +25,7 @@ from training.checkpoint import atomic_write_json, atomic_write_text, load_model
 from training.data import MnistSplit
 from training.metrics import report_from_predictions
 from training.model import ModelConfig
-from training.runtime import available_threads
+from training.runtime import available_threads, configure_threads
 
 POST_TRAINED_FILE = "supervised_snn_post_trained_state_dict.pt"
 ACCURACY_JSON = "post_training_accuracy.json"
@@ -189,7 +189,7 @@ def run_dose_response_study(args: argparse.Namespace) -> int:
             f"--dose-response trains or reuses one baseline per seed in OUT/seed_<S>/, so it takes no checkpoint "
             f"(got {args.checkpoint}). Fix: leave the checkpoint out; `snn-mnist reproduce --out OUT` writes the same folders"
         )
-    threads = args.threads if args.threads is not None else 1
+    threads = configure_threads(args.threads if args.threads is not None else 1)  # validates it
     jobs = args.jobs if args.jobs is not None else max(1, available_threads() // threads)
     config = DoseResponseConfig(
         etas=args.etas if args.etas is not None else DEFAULT_ETAS,
@@ -198,6 +198,7 @@ def run_dose_response_study(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         threads=threads,
         jobs=jobs,
+        shift=args.shift,
     )
     if threads * jobs > available_threads():
         raise ValueError(
@@ -210,8 +211,9 @@ def run_dose_response_study(args: argparse.Namespace) -> int:
     assert train_split is not None
     out = Path(args.out)
     run_dose_response(config, out, train_split, test_split, progress=not args.no_progress)
-    print((out / DOSE_MARKDOWN).read_text())
-    print(f"wrote {out / DOSE_MARKDOWN}, {out / DOSE_JSON} and {out / 'dose_response.png'}")
+    json_name, markdown_name, figure_name = config.files()
+    print((out / markdown_name).read_text())
+    print(f"wrote {out / markdown_name}, {out / json_name} and {out / figure_name}")
     return 0
 
 
@@ -220,8 +222,8 @@ def run_plasticity_study(args: argparse.Namespace) -> int:
         return run_dose_response_study(args)
     if args.checkpoint is None:
         raise ValueError("plasticity-study needs a trained checkpoint. Fix: give its path, or use --dose-response")
-    if args.seeds is not None or args.jobs is not None:
-        raise ValueError("--seeds and --jobs belong to --dose-response. Fix: add --dose-response, or leave them out")
+    if args.seeds is not None or args.jobs is not None or args.shift is not None:
+        raise ValueError("--seeds, --jobs and --shift belong to --dose-response. Fix: add --dose-response, or leave them out")
     if args.etas is None:
         args.etas = STUDY_ETAS
     if not args.etas:
@@ -304,6 +306,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"absent), every rule at every eta from each ({DOSE_JSON}, {DOSE_MARKDOWN}, dose_response.png); resumable",
     )
     parser.add_argument("--seeds", type=parse_seeds, default=None, help="--dose-response: seeds (default: 0,1,2)")
+    parser.add_argument(
+        "--shift", default=None, metavar="KIND:AMOUNT",
+        help="--dose-response under an input shift, contrast:C (x -> C x) or noise:S (x + S z, clipped): post-train "
+        "on the shifted training images and measure the gain on shifted test images and the cost on clean ones",
+    )
     parser.add_argument(
         "--jobs", type=int, default=None,
         help="--dose-response: runs side by side, each on --threads threads (default 1) (default: cores / threads)",

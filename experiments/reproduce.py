@@ -1,21 +1,30 @@
-"""`snn-mnist reproduce`: the whole study in one command, measured end to end.
+"""`snn-mnist reproduce`: the whole study over several seeds, measured end to end.
 
-Stages, each writing into --out (default results/):
+For each seed S (default 0, 1, 2), into --out/seed_S/ (default results/seed_S/):
 
-    train        supervised BPTT baseline (training.train)
-    plasticity   post-training: the default rule and every stabilised rule at each eta,
-                 all from the same baseline (experiments.posttrain_cmd.run_study)
-    analysis     confusion matrices, per-class metrics, every figure
-    report       REPORT.md: our numbers beside the study's published ones
+    train        supervised BPTT baseline (training.train), the study's recipe with seed S
+    plasticity   post-training from that baseline: the default rule and every stabilised
+                 rule at each eta, with post-training seed S (plasticity.posttrain)
+    analysis     confusion matrices, per-class metrics, the figures of that seed
 
-`stages.json` records, for every completed stage, its settings, the SHA-256 of
-each file it wrote, and its wall time.  A re-run into the same folder reuses a
-stage when its settings are unchanged, every file it wrote is still there with
-the same hash, and the stages before it were reused too; otherwise the stage
-(and everything after it) is rebuilt.  A file that was truncated or edited
-after the run is therefore detected and rebuilt, never trusted.  --force
-rebuilds everything.  An interrupted training stage resumes from its last
-completed epoch.
+then, in --out itself:
+
+    the first seed's files under the study's own names (so results/ reads as the study's
+                 folder; seed_S/ holds each seed's)
+    REPORT.md    every number as mean ± sd over the seeds (n), beside the study's published
+                 value, with where the study's value lies relative to our spread
+    seeds.json   the same numbers, machine-readable; seeds_summary.png their curves
+
+Each stage of each seed is one task; tasks of all seeds run side by side in `--jobs`
+worker processes on `--threads` threads each, so a stage's numbers depend on the seed
+and the thread count, never on how many ran at once.  Every seed folder's
+`stages.json` records, for each completed stage, its settings, the SHA-256 of each file
+it wrote, and its wall time.  A re-run into the same folder reuses a stage when its
+settings are unchanged, every file it wrote is still there with the same hash, and the
+stages before it were reused too; otherwise the stage (and everything after it) is
+rebuilt.  A file that was truncated or edited after the run is therefore detected and
+rebuilt, never trusted.  --force rebuilds everything.  An interrupted training stage
+resumes from its last completed epoch.
 """
 
 from __future__ import annotations
@@ -23,17 +32,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from experiments import __version__, figures
+from experiments import figures
 from experiments.cli import add_common_options
 from experiments.posttrain_cmd import (
     ACCURACY_JSON,
@@ -41,61 +51,31 @@ from experiments.posttrain_cmd import (
     STUDY_JSON,
     STUDY_MARKDOWN,
     STUDY_RULES,
-    run_study,
+    study_markdown,
+    study_row,
 )
+from experiments.seeds import seed_folder, study_baseline
 from experiments.train_cmd import load_splits, prepare_runtime
-from plasticity.posttrain import PostTrainConfig
-from training.checkpoint import (
-    CheckpointError,
-    atomic_write,
-    atomic_write_json,
-    atomic_write_text,
-    load_model,
+from experiments.reproduce_report import (
+    FIGURES,
+    GENTLE_KEY,
+    METRICS_JSON,
+    REPORT,
+    RUNS_DIR,
+    STAGES,
+    STRONG_KEY,
+    write_report,
 )
+from experiments.workers import run_side_by_side
+from plasticity.posttrain import PostTrainConfig, post_train, trajectory_key
+from training.checkpoint import atomic_write, atomic_write_json, atomic_write_text, load_model, save_model
 from training.data import MnistSplit
 from training.metrics import classification_report, confusion_matrix
 from training.model import ModelConfig
-from training.runtime import describe_machine
-from training.train import (
-    CONFIG_JSON,
-    CURVES_CSV,
-    CURVES_JSON,
-    MODEL_FILE,
-    STATE_FILE,
-    TrainConfig,
-    evaluate,
-    library_versions,
-    train,
-)
+from training.runtime import available_threads, configure_threads
+from training.train import CONFIG_JSON, CURVES_CSV, CURVES_JSON, MODEL_FILE, STATE_FILE, evaluate
 
 MANIFEST = "stages.json"
-REPORT = "REPORT.md"
-METRICS_JSON = "per_class_metrics.json"
-RUNS_DIR = "post_trained"
-GENTLE_KEY = "gentle_lr_eta_1e-5"
-STRONG_KEY = "strong_lr_eta_1e-4"
-FIGURES = {
-    "curves": "snn_train_test_accuracy.png",
-    "cm_baseline": "cm_supervised_snn.png",
-    "cm_post": "cm_post_trained_snn.png",
-    "hist1": "weight_hist_layer1.png",
-    "hist2": "weight_hist_layer2.png",
-    "strong": "post_training_strong_lr.png",
-    "gentle": "post_training_gentle_lr.png",
-    "heatmaps": "snn_spike_heatmaps_post_trained.png",
-    "hidden": "snn_hidden_activity_example_post_trained.png",
-    "rules": "post_training_rules_comparison.png",
-}
-
-# The study's published numbers (its README, sections 4.2-4.4 and 6), for the
-# side-by-side table only.  Its strong-eta curve was simulated, so it has none.
-STUDY_PUBLISHED: dict[str, Any] = {
-    "final_train_acc": 95.31,
-    "final_test_acc": 94.24,
-    "baseline_macro": {"precision": 0.945, "recall": 0.942, "f1": 0.942},
-    "post_trained_macro": {"precision": 0.918, "recall": 0.908, "f1": 0.909},
-    "gentle_trajectory": [94.24, 93.50, 92.43, 90.94],
-}
 
 
 @dataclass(frozen=True)
@@ -104,14 +84,14 @@ class ReproduceConfig:
 
     epochs: int = 10
     post_epochs: int = 3
-    etas: tuple[float, ...] = (1e-5, 1e-4, 1e-3)
+    etas: tuple[float, ...] = (1e-5, 1e-4)
     rules: tuple[str, ...] = STUDY_RULES
     train_subset: int | None = None
     test_subset: int | None = None
-    seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
     surrogate: str = "fast_sigmoid"
     backend: str = "auto"
-    threads: int = 2
+    threads: int = 1  # per task
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.post_epochs < 1:
@@ -120,19 +100,30 @@ class ReproduceConfig:
             raise ValueError("--etas must include the study's 1e-5 (gentle) and 1e-4 (strong)")
         if "covariance" not in self.rules:
             raise ValueError("--rules must include the study's default rule, covariance")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or any(seed < 0 for seed in self.seeds):
+            raise ValueError(f"--seeds must give one or more distinct seeds, got {self.seeds!r}")
 
     @classmethod
     def quick(cls, **overrides: Any) -> ReproduceConfig:
-        """A smoke-test run: 2,000 training and 1,000 test images, one epoch of each kind."""
-        settings = dict(epochs=1, post_epochs=1, etas=(1e-5, 1e-4), train_subset=2000, test_subset=1000)
+        """A smoke-test run: 2,000 training and 1,000 test images, one epoch of each kind, two seeds."""
+        settings = dict(epochs=1, post_epochs=1, train_subset=2000, test_subset=1000, seeds=(0, 1))
         settings.update(overrides)
         return cls(**settings)
 
     def to_json(self) -> dict[str, Any]:
         payload = asdict(self)
-        payload["etas"] = list(self.etas)
-        payload["rules"] = list(self.rules)
+        for key in ("etas", "rules", "seeds"):
+            payload[key] = list(payload[key])
         return payload
+
+    def stage_settings(self, name: str, seed: int) -> dict[str, Any]:
+        """What decides the numbers of one stage of one seed."""
+        settings = {key: value for key, value in self.to_json().items() if key != "seeds"}
+        settings["seed"] = seed
+        if name == "train":
+            keep = ("epochs", "seed", "surrogate", "train_subset", "test_subset", "threads")
+            return {key: settings[key] for key in keep}
+        return settings
 
 
 def sha256(path: Path) -> str:
@@ -185,63 +176,52 @@ class Manifest:
         return dict(self.stages.get(name, {}).get("outputs", {}))
 
 
-@dataclass
-class Context:
-    config: ReproduceConfig
-    out: Path
-    train_split: MnistSplit
-    test_split: MnistSplit
-    log: Callable[[str], None]
-    progress: bool
-
 
 def model_config(config: ReproduceConfig) -> ModelConfig:
     return ModelConfig(surrogate=config.surrogate, backend=config.backend)
 
 
-def stage_train(context: Context) -> list[str]:
-    config, out = context.config, context.out
-    train_config = TrainConfig(epochs=config.epochs, seed=config.seed)
-    resume = (out / STATE_FILE).is_file()
-    arguments = dict(
-        extra_settings={"threads": config.threads, "train_examples": len(context.train_split), "test_examples": len(context.test_split)},
-        progress=context.progress,
-        log=context.log,
+def _log_for(seed: int) -> Callable[[str], None]:
+    return lambda line: print(f"seed {seed}: {line}", flush=True)
+
+
+def stage_train(config: ReproduceConfig, seed: int, out: Path, train_split: MnistSplit, test_split: MnistSplit, progress: bool) -> list[str]:
+    """The study's recipe with this seed (resumed after an interruption)."""
+    study_baseline(
+        out, seed, train_split, test_split, config.threads, model_config(config), config.epochs, progress=progress, log=_log_for(seed)
     )
-    try:
-        train(context.train_split, context.test_split, model_config(config), train_config, out, resume=resume, **arguments)
-    except CheckpointError as error:
-        if not resume:
-            raise
-        context.log(f"cannot resume ({error}); training from scratch")
-        train(context.train_split, context.test_split, model_config(config), train_config, out, resume=False, **arguments)
     return [MODEL_FILE, CURVES_CSV, CURVES_JSON, CONFIG_JSON]
 
 
-def stage_plasticity(context: Context) -> list[str]:
-    config, out = context.config, context.out
-    for stale in (ACCURACY_JSON, STUDY_JSON, STUDY_MARKDOWN):
-        (out / stale).unlink(missing_ok=True)
-    base = PostTrainConfig(epochs=config.post_epochs, seed=config.seed)
-    rows = run_study(
-        out / MODEL_FILE,
-        context.train_split,
-        context.test_split,
-        config.rules,
-        config.etas,
-        base,
-        model_config(config),
-        out,
-        progress=context.progress,
-        log=context.log,
-        runs_dir=out / RUNS_DIR,
-    )
+def plasticity_run(
+    config: ReproduceConfig, seed: int, out: Path, rule: str, eta: float, train_split: MnistSplit, test_split: MnistSplit
+) -> dict[str, Any]:
+    """One (rule, eta) from this seed's baseline: its weights to post_trained/<key>.pt (and, for
+    the study's gentle run, to the post-trained file), its table row returned."""
+    post_config = PostTrainConfig(epochs=config.post_epochs, seed=seed, rule=rule, eta=eta)
+    model = load_model(out / MODEL_FILE, model_config(config))
+    result = post_train(model, train_split, test_split, post_config, progress=False, log=lambda _: None)
+    key = trajectory_key(rule, eta, post_config.plastic_layers)
+    save_model(model, out / RUNS_DIR / f"{key}.pt")
+    if key == GENTLE_KEY:
+        save_model(model, out / POST_TRAINED_FILE)
+    return study_row(key, result, test_split.labels)
+
+
+def write_plasticity(out: Path, rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The seed's trajectories file and rule x eta table, from its runs' rows."""
+    accuracy: dict[str, Any] = {row["key"]: row["test_accuracy"] for row in rows}
+    accuracy["weight_drift"] = {row["key"]: row["weight_drift"] for row in rows}
+    atomic_write_json(out / ACCURACY_JSON, accuracy)
+    atomic_write_json(out / STUDY_JSON, {"baseline": str(out / MODEL_FILE), "runs": list(rows)})
+    atomic_write_text(out / STUDY_MARKDOWN, study_markdown(rows))
     return [ACCURACY_JSON, STUDY_JSON, STUDY_MARKDOWN, POST_TRAINED_FILE] + [f"{RUNS_DIR}/{row['key']}.pt" for row in rows]
 
 
-def stage_analysis(context: Context) -> list[str]:
-    out, test = context.out, context.test_split
-    base_config = model_config(context.config)
+def stage_analysis(config: ReproduceConfig, seed: int, out: Path, train_split: MnistSplit, test_split: MnistSplit, progress: bool) -> list[str]:
+    """Metrics and figures of one seed's baseline and post-trained networks."""
+    test = test_split
+    base_config = model_config(config)
     baseline = load_model(out / MODEL_FILE, base_config).eval()
     post_trained = load_model(out / POST_TRAINED_FILE, base_config).eval()
     strong = load_model(out / RUNS_DIR / f"{STRONG_KEY}.pt", base_config).eval()
@@ -300,126 +280,6 @@ def stage_analysis(context: Context) -> list[str]:
     return [METRICS_JSON, *FIGURES.values()]
 
 
-def _difference(ours: float, theirs: float | None, scale: float = 1.0, digits: int = 2) -> str:
-    if theirs is None:
-        return "—"
-    return f"{(ours - theirs) * scale:+.{digits}f}"
-
-
-def build_report(context: Context, manifest: Manifest, reused: dict[str, bool], started: float) -> str:
-    out, config = context.out, context.config
-    curves = json.loads((out / CURVES_JSON).read_text())
-    metrics = json.loads((out / METRICS_JSON).read_text())
-    accuracy = json.loads((out / ACCURACY_JSON).read_text())
-    study_md = (out / STUDY_MARKDOWN).read_text()
-    experiment = json.loads((out / CONFIG_JSON).read_text())
-    published = STUDY_PUBLISHED
-    gentle, strong = accuracy[GENTLE_KEY], accuracy[STRONG_KEY]
-
-    rows = [
-        ("final train accuracy (%)", curves["train_acc_history"][-1], published["final_train_acc"], 1.0, 2, "{:.2f}"),
-        ("final test accuracy (%)", curves["test_acc_history"][-1], published["final_test_acc"], 1.0, 2, "{:.2f}"),
-    ]
-    for label, section, key in (("baseline", "baseline", "baseline_macro"), ("post-trained (eta 1e-5)", "post_trained", "post_trained_macro")):
-        for metric in ("precision", "recall", "f1"):
-            rows.append(
-                (f"{label} macro {metric}", metrics[section][f"macro_{metric}"], published[key][metric], 1.0, 4, "{:.4f}")
-            )
-    lines = [
-        "# Reproduction report",
-        "",
-        f"Generated by `snn-mnist reproduce` (snn-mnist {__version__}) on "
-        f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. Every number in the 'ours' column and "
-        "every figure below comes from this run; the 'study' column holds the study's published values.",
-        "",
-    ]
-    if config.train_subset is not None or config.epochs < 10:
-        lines += [
-            f"**Quick mode**: {len(context.train_split):,} training and {len(context.test_split):,} test images, "
-            f"{config.epochs} training epoch(s), {config.post_epochs} post-training epoch(s). "
-            "These numbers are a smoke test, not the study's setting.",
-            "",
-        ]
-    lines += ["## Side by side with the study", "", "| quantity | study (published) | ours (measured) | difference |", "|---|---|---|---|"]
-    for label, ours, theirs, scale, digits, template in rows:
-        lines.append(f"| {label} | {template.format(theirs)} | {template.format(ours)} | {_difference(ours, theirs, scale, digits)} |")
-    for index in range(max(len(gentle), len(published["gentle_trajectory"]))):
-        ours_value = gentle[index] if index < len(gentle) else None
-        theirs_value = published["gentle_trajectory"][index] if index < len(published["gentle_trajectory"]) else None
-        label = "before post-training" if index == 0 else f"after epoch {index}"
-        lines.append(
-            f"| gentle (eta 1e-5) test accuracy, {label} (%) | {'—' if theirs_value is None else f'{theirs_value:.2f}'} | "
-            f"{'—' if ours_value is None else f'{ours_value:.2f}'} | "
-            f"{'—' if ours_value is None or theirs_value is None else f'{ours_value - theirs_value:+.2f}'} |"
-        )
-    for index, value in enumerate(strong):
-        label = "before post-training" if index == 0 else f"after epoch {index}"
-        lines.append(f"| strong (eta 1e-4) test accuracy, {label} (%) | simulated in the study, not measured | {value:.2f} | — |")
-    lines += [
-        "",
-        "The study's baseline and ours start from different random weights and differ in",
-        "implementation details (see docs/), so the baselines differ; the post-training",
-        "trajectories are therefore compared by their shape (how much is lost per epoch), not",
-        "their level. Our eta multiplies a mean over batch and time (docs/plasticity.md).",
-        "",
-        "## Training",
-        "",
-        "![train and test accuracy](snn_train_test_accuracy.png)",
-        "",
-        "| epoch | train accuracy (%) | test accuracy (%) |",
-        "|---|---|---|",
-    ]
-    for epoch, (train_acc, test_acc) in enumerate(zip(curves["train_acc_history"], curves["test_acc_history"]), 1):
-        lines.append(f"| {epoch} | {train_acc:.2f} | {test_acc:.2f} |")
-    lines += [
-        "",
-        "![baseline confusion matrix](cm_supervised_snn.png) ![post-trained confusion matrix](cm_post_trained_snn.png)",
-        "",
-        "## Post-training plasticity: every rule, measured",
-        "",
-        study_md,
-        "![gentle](post_training_gentle_lr.png)",
-        "",
-        "![strong](post_training_strong_lr.png)",
-        "",
-        "![all rules](post_training_rules_comparison.png)",
-        "",
-        "![layer 1 weights](weight_hist_layer1.png) ![layer 2 weights](weight_hist_layer2.png)",
-        "",
-        "## Spikes of the post-trained network",
-        "",
-        "![spike heatmaps](snn_spike_heatmaps_post_trained.png)",
-        "",
-        "![hidden activity](snn_hidden_activity_example_post_trained.png)",
-        "",
-        "## Per-class metrics (test set)",
-        "",
-        "| digit | precision (baseline) | recall (baseline) | F1 (baseline) | precision (post) | recall (post) | F1 (post) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for digit in range(10):
-        base, post = metrics["baseline"], metrics["post_trained"]
-        lines.append(
-            f"| {digit} | {base['precision'][digit]:.4f} | {base['recall'][digit]:.4f} | {base['f1'][digit]:.4f} | "
-            f"{post['precision'][digit]:.4f} | {post['recall'][digit]:.4f} | {post['f1'][digit]:.4f} |"
-        )
-    lines += ["", "## Run", "", "| stage | wall time (s) | this invocation |", "|---|---|---|"]
-    for name in ("train", "plasticity", "analysis"):
-        entry = manifest.stages.get(name, {})
-        lines.append(f"| {name} | {entry.get('seconds', float('nan')):.1f} | {'reused' if reused.get(name) else 'ran'} |")
-    lines += [
-        f"| total (this invocation, up to the report) | {time.perf_counter() - started:.1f} | |",
-        "",
-        f"Settings: `{json.dumps(config.to_json())}`",
-        "",
-        f"Threads: {config.threads}; machine: "
-        f"{describe_machine(experiment['machine']) if 'machine' in experiment else 'not recorded by the training stage'}; "
-        f"versions: `{json.dumps(experiment.get('versions', library_versions()))}`.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def archive(out: Path) -> Path:
     """Pack the results folder into <out>.zip (written atomically beside it)."""
     target = out.with_suffix(".zip") if out.suffix == "" else out.parent / (out.name + ".zip")
@@ -434,6 +294,101 @@ def archive(out: Path) -> Path:
     return target
 
 
+@dataclass
+class SeedRun:
+    """One seed's folder and manifest, and which of its stages this invocation reused."""
+
+    seed: int
+    folder: Path
+    manifest: Manifest
+    reused: dict[str, bool] = field(default_factory=dict)
+    stale: bool = False  # an earlier stage ran again: every later stage runs too
+
+
+def _plan(config: ReproduceConfig, runs: Sequence[SeedRun], name: str, index: int, log: Callable[[str], None]) -> list[SeedRun]:
+    """The seeds whose stage `name` must run; the others are reused as they are."""
+    pending = []
+    for run in runs:
+        settings = _stage_settings(config, run, name, index)
+        if not run.stale and run.manifest.valid(name, settings, run.folder):
+            log(f"seed {run.seed}: stage {name}: reused (outputs intact since {run.manifest.stages[name]['completed_at']})")
+            run.reused[name] = True
+            continue
+        if name in run.manifest.stages:
+            log(f"seed {run.seed}: stage {name}: outputs missing, changed, or made with other settings; rebuilding")
+            run.manifest.forget([name])
+            if name == "train":
+                (run.folder / STATE_FILE).unlink(missing_ok=True)  # nothing to resume: start clean
+        log(f"seed {run.seed}: stage {name}: running")
+        run.reused[name], run.stale = False, True
+        pending.append(run)
+    return pending
+
+
+def _stage_settings(config: ReproduceConfig, run: SeedRun, name: str, index: int) -> dict[str, Any]:
+    # a stage depends on the exact files the stages before it wrote
+    upstream = {earlier: run.manifest.digest(earlier) for earlier in STAGES[:index]}
+    return {**config.stage_settings(name, run.seed), "upstream": upstream}
+
+
+def run_stage(
+    config: ReproduceConfig,
+    name: str,
+    pending: Sequence[SeedRun],
+    train_split: MnistSplit,
+    test_split: MnistSplit,
+    jobs: int,
+    progress: bool,
+    log: Callable[[str], None],
+) -> None:
+    """Stage `name` for every pending seed, its tasks side by side; each seed's stage is
+    recorded in its manifest as soon as all of its tasks are done."""
+    index = STAGES.index(name)
+    started = {run.seed: time.perf_counter() for run in pending}
+    show_bars = progress and jobs == 1
+
+    def record(run: SeedRun, outputs: Sequence[str]) -> None:
+        seconds = time.perf_counter() - started[run.seed]
+        run.manifest.record(name, _stage_settings(config, run, name, index), run.folder, outputs, seconds)
+        log(f"seed {run.seed}: stage {name}: done in {seconds:.1f} s")
+
+    if name == "plasticity":
+        # one task per (seed, rule, eta): the seeds' runs fill all the workers
+        for run in pending:
+            for stale in (ACCURACY_JSON, STUDY_JSON, STUDY_MARKDOWN):
+                (run.folder / stale).unlink(missing_ok=True)
+        tasks = [
+            (config, run.seed, run.folder, rule, eta, train_split, test_split)
+            for run in pending for rule in config.rules for eta in config.etas
+        ]
+        rows: dict[int, dict[int, dict[str, Any]]] = {run.seed: {} for run in pending}
+        per_seed = len(config.rules) * len(config.etas)
+        for task_index, row in run_side_by_side(plasticity_run, tasks, jobs, config.threads):
+            seed = tasks[task_index][1]
+            rows[seed][task_index] = row
+            log(f"seed {seed}: {row['rule']} eta={row['eta']:g}: " + " -> ".join(f"{value:.2f}%" for value in row["test_accuracy"]))
+            if len(rows[seed]) == per_seed:
+                run = next(run for run in pending if run.seed == seed)
+                record(run, write_plasticity(run.folder, [rows[seed][key] for key in sorted(rows[seed])]))
+        return
+    function = {"train": stage_train, "analysis": stage_analysis}[name]
+    tasks = [(config, run.seed, run.folder, train_split, test_split, show_bars) for run in pending]
+    for task_index, outputs in run_side_by_side(function, tasks, jobs, config.threads):
+        record(pending[task_index], outputs)
+
+
+def publish_first_seed(out: Path, run: SeedRun) -> list[str]:
+    """Copy the first seed's files to `out` under the study's names (only those that changed)."""
+    published = []
+    for stage in STAGES:
+        for relative in run.manifest.stages[stage]["outputs"]:
+            source, target = run.folder / relative, out / relative
+            if not target.is_file() or sha256(target) != run.manifest.stages[stage]["outputs"][relative]:
+                atomic_write(target, lambda temp, source=source: shutil.copyfile(source, temp))
+            published.append(relative)
+    return published
+
+
 def reproduce(
     config: ReproduceConfig,
     out: Path,
@@ -442,58 +397,68 @@ def reproduce(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    jobs: int = 1,
 ) -> dict[str, bool]:
-    """Run (or reuse) every stage and write REPORT.md; returns {stage: reused}."""
+    """Run (or reuse) every stage of every seed and write REPORT.md; returns
+    {"<stage> seed <S>": reused}."""
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    manifest = Manifest.load(out / MANIFEST)
-    if force:
-        manifest.forget(list(manifest.stages))
-        (out / STATE_FILE).unlink(missing_ok=True)
-    context = Context(config, out, train_split, test_split, log, progress)
-    settings = config.to_json()
-    stages: list[tuple[str, Callable[[Context], list[str]], dict[str, Any]]] = [
-        ("train", stage_train, {"epochs": settings["epochs"], "seed": settings["seed"], "surrogate": settings["surrogate"],
-                                "train_subset": settings["train_subset"], "test_subset": settings["test_subset"]}),
-        ("plasticity", stage_plasticity, {**settings}),
-        ("analysis", stage_analysis, {**settings}),
-    ]
-    reused: dict[str, bool] = {}
-    for index, (name, function, base_settings) in enumerate(stages):
-        # A stage depends on the exact files the stages before it wrote.
-        stage_settings = {**base_settings, "upstream": {earlier: manifest.digest(earlier) for earlier, _, _ in stages[:index]}}
-        if manifest.valid(name, stage_settings, out):
-            log(f"stage {name}: reused (outputs intact since {manifest.stages[name]['completed_at']})")
-            reused[name] = True
-            continue
-        if name in manifest.stages:
-            log(f"stage {name}: outputs missing, changed, or made with other settings; rebuilding")
-            manifest.forget([name])
-            if name == "train":
-                (out / STATE_FILE).unlink(missing_ok=True)  # nothing to resume: start clean
-        log(f"stage {name}: running")
-        stage_started = time.perf_counter()
-        outputs = function(context)
-        reused[name] = False
-        manifest.record(name, stage_settings, out, outputs, time.perf_counter() - stage_started)
-        log(f"stage {name}: done in {manifest.stages[name]['seconds']:.1f} s")
-    atomic_write_text(out / REPORT, build_report(context, manifest, reused, started))
-    return reused
+    runs = []
+    for seed in config.seeds:
+        folder = seed_folder(out, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = Manifest.load(folder / MANIFEST)
+        if force:
+            manifest.forget(list(manifest.stages))
+            (folder / STATE_FILE).unlink(missing_ok=True)
+        runs.append(SeedRun(seed, folder, manifest))
+    for index, name in enumerate(STAGES):
+        pending = _plan(config, runs, name, index, log)
+        if pending:
+            run_stage(config, name, pending, train_split, test_split, min(jobs, _task_count(config, name, pending)), progress, log)
+    publish_first_seed(out, runs[0])
+    write_report(config, out, [(run.seed, run.folder, run.manifest.stages) for run in runs], jobs, time.perf_counter() - started)
+    return {f"{name} seed {run.seed}": reused for run in runs for name, reused in run.reused.items()}
+
+
+def _task_count(config: ReproduceConfig, name: str, pending: Sequence[SeedRun]) -> int:
+    return len(pending) * (len(config.rules) * len(config.etas) if name == "plasticity" else 1)
+
+
+def default_jobs(threads: int) -> int:
+    """As many side-by-side tasks as the cores hold at `threads` threads each."""
+    return max(1, available_threads() // threads)
 
 
 def run(args: argparse.Namespace) -> int:
-    prepare_runtime(args)
-    overrides = {"seed": args.seed, "surrogate": args.surrogate, "backend": args.backend, "threads": args.threads}
+    threads = configure_threads(args.threads if args.threads is not None else 1)  # validates it
+    jobs = args.jobs if args.jobs is not None else default_jobs(threads)
+    if jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, got {jobs!r}")
+    if threads * jobs > available_threads():
+        raise ValueError(
+            f"--jobs {jobs} x --threads {threads} asks for more than the {available_threads()} cores here. Fix: lower --jobs or --threads"
+        )
+    if args.seeds is not None and args.seeds < 1:
+        raise ValueError(f"--seeds must be a positive number of seeds, got {args.seeds!r}")
+    overrides: dict[str, Any] = {"surrogate": args.surrogate, "backend": args.backend, "threads": threads}
     if args.etas is not None:
         overrides["etas"] = args.etas
-    config = ReproduceConfig.quick(**overrides) if args.quick else ReproduceConfig(**overrides)
+    base = ReproduceConfig.quick(**overrides) if args.quick else ReproduceConfig(**overrides)
+    count = args.seeds if args.seeds is not None else len(base.seeds)
+    config = replace(base, seeds=tuple(range(args.seed, args.seed + count)))
+    args.threads = threads
+    prepare_runtime(args)
     args.train_subset, args.test_subset = config.train_subset, config.test_subset
     train_split, test_split = load_splits(args)
     assert train_split is not None
     started = time.perf_counter()
     out = Path(args.out)
-    reuse = reproduce(config, out, train_split, test_split, force=args.force, progress=not args.no_progress)
-    print(f"wrote {out / REPORT} ({sum(reuse.values())} of {len(reuse)} stages reused) in {time.perf_counter() - started:.1f} s")
+    reuse = reproduce(config, out, train_split, test_split, force=args.force, progress=not args.no_progress, jobs=jobs)
+    print(
+        f"wrote {out / REPORT} ({sum(reuse.values())} of {len(reuse)} stages reused; seeds {', '.join(map(str, config.seeds))}; "
+        f"{jobs} job(s) x {threads} thread(s)) in {time.perf_counter() - started:.1f} s"
+    )
     if args.archive:
         print(f"archived {archive(out)}")
     return 0
@@ -504,14 +469,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "reproduce",
-        help="the whole study: train, post-train every rule, analyse, report (results/REPORT.md)",
+        help="the whole study over seeds: train, post-train every rule, analyse, report (results/REPORT.md)",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser, device=False)
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds, from --seed on (default: 3; --quick: 2)")
+    parser.add_argument("--jobs", type=int, default=None, help="tasks side by side, each on --threads threads (default: cores / threads)")
     parser.add_argument("--surrogate", choices=("fast_sigmoid", "atan"), default="fast_sigmoid", help="surrogate gradient (default: fast_sigmoid)")
-    parser.add_argument("--etas", type=parse_floats, default=None, help="post-training learning rates (default: 1e-5,1e-4,1e-3)")
-    parser.add_argument("--quick", action="store_true", help="smoke test: small subset, one epoch of each kind (well under a minute)")
+    parser.add_argument("--etas", type=parse_floats, default=None, help="post-training learning rates (default: 1e-5,1e-4)")
+    parser.add_argument("--quick", action="store_true", help="smoke test: small subset, one epoch of each kind, two seeds (well under a minute)")
     parser.add_argument("--force", action="store_true", help="rebuild every stage even if its outputs are intact")
     parser.add_argument("--archive", action="store_true", help="also pack the results folder into one .zip beside it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,38 @@ def test_the_command_line(mnist_dir: Path, tmp_path: Path, capsys: pytest.Captur
     assert code == 0
     assert "loses the study's 3.30 points" in out or "never loses the study's 3.30 points" in out
     assert (tmp_path / DOSE_FIGURE).is_file()
+
+
+def test_input_shifts() -> None:
+    import torch
+
+    from training.data import MnistSplit, shifted
+
+    split = MnistSplit(torch.rand(4, 28, 28), torch.arange(4))
+    dim = shifted(split, "contrast", 0.5)
+    assert torch.equal(dim.images, split.images * 0.5) and dim.labels is split.labels
+    noisy = shifted(split, "noise", 0.3, seed=1)
+    assert torch.equal(noisy.images, shifted(split, "noise", 0.3, seed=1).images)  # one fixed draw per seed
+    assert not torch.equal(noisy.images, shifted(split, "noise", 0.3, seed=2).images)
+    assert float(noisy.images.min()) >= 0.0 and float(noisy.images.max()) <= 1.0
+    for kind, amount, message in (("blur", 1.0, "unknown input shift"), ("contrast", 1.5, "in (0, 1]"), ("noise", 0.0, "> 0")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            shifted(split, kind, amount)
+
+
+def test_the_study_under_a_shift_measures_gain_and_cost(small_splits, tmp_path: Path) -> None:
+    train_split, test_split = small_splits
+    config = DoseResponseConfig(**{**SMALL, "rules": ("covariance",), "epochs": 1, "shift": "noise:0.4"})
+    assert config.files() == ("adaptation_noise0.4.json", "adaptation_noise0.4.md", "adaptation_noise0.4.png")
+    summary = run_dose_response(config, tmp_path, train_split, test_split, progress=False, log=lambda _: None)
+    payload = json.loads((tmp_path / "adaptation_noise0.4.json").read_text())
+    assert len(payload["runs"]) == 2 * 2 and not any(row["probe"] for row in payload["runs"])
+    for row in payload["runs"]:
+        # clean accuracy before is the baseline's; shifted accuracy before is lower than clean here
+        assert row["clean_accuracy"][0] == payload["baseline_accuracy"][str(row["seed"])]
+    entry = summary["adaptation"]["covariance"]["grid"][0]
+    gains = [row["test_accuracy"][-1] - row["test_accuracy"][0] for row in payload["runs"] if row["eta"] == entry["eta"]]
+    assert entry["gain"][0] == pytest.approx(sum(gains) / len(gains))
+    assert "gain" in (tmp_path / "adaptation_noise0.4.md").read_text()
+    assert (tmp_path / "adaptation_noise0.4.png").is_file()
+    assert not (tmp_path / DOSE_JSON).exists()

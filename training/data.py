@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import math
 import os
 import shutil
 import socket
@@ -132,6 +133,25 @@ def carve_validation(train_split: MnistSplit, count: int, seed: int = VALIDATION
         MnistSplit(train_split.images[keep], train_split.labels[keep]),
         MnistSplit(train_split.images[validation], train_split.labels[validation]),
     )
+
+
+SHIFTS = ("contrast", "noise")
+
+
+def shifted(split: MnistSplit, kind: str, amount: float, seed: int = 0) -> MnistSplit:
+    """The split's images under an input shift, labels unchanged:
+
+        contrast c:  x' = c * x                      (c in (0, 1]: dimmer digits)
+        noise s:     x' = clip(x + s * z, 0, 1),  z ~ N(0, 1) per pixel, drawn with `seed`
+    """
+    if kind not in SHIFTS:
+        raise ValueError(f"unknown input shift {kind!r}; use one of {', '.join(SHIFTS)} (e.g. contrast:0.5 or noise:0.3)")
+    if not (math.isfinite(amount) and amount > 0) or (kind == "contrast" and amount > 1):
+        raise ValueError(f"{kind} needs an amount {'in (0, 1]' if kind == 'contrast' else '> 0'}, got {amount!r}")
+    if kind == "contrast":
+        return MnistSplit(split.images * amount, split.labels)
+    noise = torch.randn(split.images.shape, generator=torch.Generator().manual_seed(seed), dtype=split.images.dtype)
+    return MnistSplit((split.images + amount * noise).clamp_(0.0, 1.0), split.labels)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike[str] | None) -> Path | None:
