@@ -285,7 +285,9 @@ class DoseResponse:
         test_split: MnistSplit,
         progress: bool = True,
         log: Log = print,
+        address: str | None = None,
     ) -> None:
+        self.address = address
         self.config, self.out, self.train_split, self.test_split = config, Path(out), train_split, test_split
         self.progress, self.log = progress, log
         self.baselines: dict[int, Path] = {}
@@ -340,7 +342,7 @@ class DoseResponse:
             # one fixed draw of the shift for every run (seeds 1 and 2: training and test images differ)
             train_shifted, test_shifted = shifted(self.train_split, *shift, seed=1), shifted(self.test_split, *shift, seed=2)
             tasks = [(run, self.baselines[run.seed], train_shifted, test_shifted, epochs, self.test_split) for run in todo]
-        for _, row in run_side_by_side(post_train_run, tasks, self.config.jobs, threads):
+        for _, row in run_side_by_side(post_train_run, tasks, self.config.jobs, threads, self.address):
             finished(row)
 
     def _write(self, seconds: float | None) -> dict[str, Any]:
@@ -457,7 +459,14 @@ def dose_markdown(payload: dict[str, Any]) -> str:
 
 
 def run_dose_response(
-    config: DoseResponseConfig, out: Path, train_split: MnistSplit, test_split: MnistSplit, progress: bool = True, log: Log = print
+    config: DoseResponseConfig,
+    out: Path,
+    train_split: MnistSplit,
+    test_split: MnistSplit,
+    progress: bool = True,
+    log: Log = print,
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """The whole dose-response study into `out`; returns its summary."""
-    return DoseResponse(config, out, train_split, test_split, progress=progress, log=log).run()
+    """The whole dose-response study into `out`; returns its summary.  With a Ray `address`
+    (or "local") the runs are Ray tasks, and `out` must be on storage every node mounts."""
+    return DoseResponse(config, Path(out).resolve(), train_split, test_split, progress=progress, log=log, address=address).run()

@@ -210,7 +210,7 @@ def run_dose_response_study(args: argparse.Namespace) -> int:
     train_split, test_split = load_splits(args)
     assert train_split is not None
     out = Path(args.out)
-    run_dose_response(config, out, train_split, test_split, progress=not args.no_progress)
+    run_dose_response(config, out, train_split, test_split, progress=not args.no_progress, address=args.address)
     json_name, markdown_name, figure_name = config.files()
     print((out / markdown_name).read_text())
     print(f"wrote {out / markdown_name}, {out / json_name} and {out / figure_name}")
@@ -222,8 +222,8 @@ def run_plasticity_study(args: argparse.Namespace) -> int:
         return run_dose_response_study(args)
     if args.checkpoint is None:
         raise ValueError("plasticity-study needs a trained checkpoint. Fix: give its path, or use --dose-response")
-    if args.seeds is not None or args.jobs is not None or args.shift is not None:
-        raise ValueError("--seeds, --jobs and --shift belong to --dose-response. Fix: add --dose-response, or leave them out")
+    if args.seeds is not None or args.jobs is not None or args.shift is not None or args.address is not None:
+        raise ValueError("--seeds, --jobs, --shift and --address belong to --dose-response. Fix: add --dose-response, or leave them out")
     if args.etas is None:
         args.etas = STUDY_ETAS
     if not args.etas:
@@ -306,6 +306,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"absent), every rule at every eta from each ({DOSE_JSON}, {DOSE_MARKDOWN}, dose_response.png); resumable",
     )
     parser.add_argument("--seeds", type=parse_seeds, default=None, help="--dose-response: seeds (default: 0,1,2)")
+    parser.add_argument(
+        "--address", default=None, metavar="HOST:PORT",
+        help="--dose-response: run the post-training runs on a Ray cluster (--out on storage every node mounts), "
+        "or 'local' for an embedded Ray here; default: local worker processes",
+    )
     parser.add_argument(
         "--shift", default=None, metavar="KIND:AMOUNT",
         help="--dose-response under an input shift, contrast:C (x -> C x) or noise:S (x + S z, clipped): post-train "

@@ -340,6 +340,7 @@ def run_stage(
     jobs: int,
     progress: bool,
     log: Callable[[str], None],
+    address: str | None = None,
 ) -> None:
     """Stage `name` for every pending seed, its tasks side by side; each seed's stage is
     recorded in its manifest as soon as all of its tasks are done."""
@@ -363,7 +364,7 @@ def run_stage(
         ]
         rows: dict[int, dict[int, dict[str, Any]]] = {run.seed: {} for run in pending}
         per_seed = len(config.rules) * len(config.etas)
-        for task_index, row in run_side_by_side(plasticity_run, tasks, jobs, config.threads):
+        for task_index, row in run_side_by_side(plasticity_run, tasks, jobs, config.threads, address):
             seed = tasks[task_index][1]
             rows[seed][task_index] = row
             log(f"seed {seed}: {row['rule']} eta={row['eta']:g}: " + " -> ".join(f"{value:.2f}%" for value in row["test_accuracy"]))
@@ -373,7 +374,7 @@ def run_stage(
         return
     function = {"train": stage_train, "analysis": stage_analysis}[name]
     tasks = [(config, run.seed, run.folder, train_split, test_split, show_bars) for run in pending]
-    for task_index, outputs in run_side_by_side(function, tasks, jobs, config.threads):
+    for task_index, outputs in run_side_by_side(function, tasks, jobs, config.threads, address):
         record(pending[task_index], outputs)
 
 
@@ -398,10 +399,13 @@ def reproduce(
     progress: bool = True,
     log: Callable[[str], None] = print,
     jobs: int = 1,
+    address: str | None = None,
 ) -> dict[str, bool]:
     """Run (or reuse) every stage of every seed and write REPORT.md; returns
-    {"<stage> seed <S>": reused}."""
+    {"<stage> seed <S>": reused}.  With a Ray `address` (or "local"), the tasks run as Ray
+    tasks there; `out` must then be on storage every node mounts."""
     started = time.perf_counter()
+    out = Path(out).resolve()  # workers elsewhere (Ray) do not share this working directory
     out.mkdir(parents=True, exist_ok=True)
     runs = []
     for seed in config.seeds:
@@ -415,7 +419,8 @@ def reproduce(
     for index, name in enumerate(STAGES):
         pending = _plan(config, runs, name, index, log)
         if pending:
-            run_stage(config, name, pending, train_split, test_split, min(jobs, _task_count(config, name, pending)), progress, log)
+            jobs_now = min(jobs, _task_count(config, name, pending))
+            run_stage(config, name, pending, train_split, test_split, jobs_now, progress, log, address)
     publish_first_seed(out, runs[0])
     write_report(config, out, [(run.seed, run.folder, run.manifest.stages) for run in runs], jobs, time.perf_counter() - started)
     return {f"{name} seed {run.seed}": reused for run in runs for name, reused in run.reused.items()}
@@ -454,7 +459,9 @@ def run(args: argparse.Namespace) -> int:
     assert train_split is not None
     started = time.perf_counter()
     out = Path(args.out)
-    reuse = reproduce(config, out, train_split, test_split, force=args.force, progress=not args.no_progress, jobs=jobs)
+    reuse = reproduce(
+        config, out, train_split, test_split, force=args.force, progress=not args.no_progress, jobs=jobs, address=args.address
+    )
     print(
         f"wrote {out / REPORT} ({sum(reuse.values())} of {len(reuse)} stages reused; seeds {', '.join(map(str, config.seeds))}; "
         f"{jobs} job(s) x {threads} thread(s)) in {time.perf_counter() - started:.1f} s"
@@ -476,6 +483,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_common_options(parser, device=False)
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds, from --seed on (default: 3; --quick: 2)")
     parser.add_argument("--jobs", type=int, default=None, help="tasks side by side, each on --threads threads (default: cores / threads)")
+    parser.add_argument(
+        "--address", default=None, metavar="HOST:PORT",
+        help="run the tasks on a Ray cluster (pip install -e \".[sweep]\"; --out on storage every node mounts), "
+        "or 'local' for an embedded Ray here; default: local worker processes",
+    )
     parser.add_argument("--surrogate", choices=("fast_sigmoid", "atan"), default="fast_sigmoid", help="surrogate gradient (default: fast_sigmoid)")
     parser.add_argument("--etas", type=parse_floats, default=None, help="post-training learning rates (default: 1e-5,1e-4)")
     parser.add_argument("--quick", action="store_true", help="smoke test: small subset, one epoch of each kind, two seeds (well under a minute)")

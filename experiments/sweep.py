@@ -176,6 +176,20 @@ def set_ray_environment(embedded: bool) -> None:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
+def start_ray(address: str | None, cpus: int | None = None) -> Any:
+    """Attach to the cluster at `address`, or start an embedded (loopback-only) Ray on `cpus`
+    cores; returns the ray module if this call started it (the caller shuts it down), else None."""
+    set_ray_environment(embedded=not address)
+    ray = import_ray()
+    if ray.is_initialized():
+        return None
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    return ray
+
+
 def import_ray() -> Any:
     try:
         import ray
@@ -280,19 +294,10 @@ def run_sweep(
     """Run (or resume) the sweep in `out` and write its results; returns one row per trial."""
     out = Path(out).resolve()
     check_spec_matches(out, spec)
-    set_ray_environment(embedded=not address)
-    ray = import_ray()
+    ray = start_ray(address, cpus)
+    started_here = ray is not None
     from ray import tune
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        else:
-            ray.init(
-                num_cpus=cpus or os.cpu_count(), include_dashboard=False,
-                logging_level=logging.WARNING, log_to_driver=False,
-            )
     try:
         trainable = tune.with_resources(
             tune.with_parameters(sweep_trial, data=data, preset=spec.preset, threads=spec.threads), {"cpu": spec.threads}

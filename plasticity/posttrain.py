@@ -104,7 +104,10 @@ class PostTrainResult:
 def weight_drift(current: np.ndarray, trained: np.ndarray, clip: float = 1.0) -> LayerDrift:
     """||W - W0||_F / ||W0||_F and the share of |W| at the clip bound."""
     trained64 = trained.astype(np.float64)
-    change = np.linalg.norm(current.astype(np.float64) - trained64) / max(np.linalg.norm(trained64), 1e-30)
+    difference = current.astype(np.float64) - trained64
+    # sums of squares by numpy's pairwise summation, not a BLAS dot (np.linalg.norm): the
+    # same bits whatever number of threads the BLAS library was started with
+    change = math.sqrt(float(np.sum(difference * difference))) / max(math.sqrt(float(np.sum(trained64 * trained64))), 1e-30)
     return LayerDrift(relative_change=float(change), fraction_at_clip=float(np.mean(np.abs(current) >= clip)))
 
 

@@ -131,7 +131,7 @@ CASES: list[tuple[str, str]] = [
     ("plasticity-study {good} --etas 1e-5,nan", "--eta must be a non-negative finite learning rate"),
     ("plasticity-study {snntorch_zero_reset}", 'reset_mechanism="zero"'),
     ("plasticity-study --etas 1e-5", "plasticity-study needs a trained checkpoint"),
-    ("plasticity-study {good} --seeds 0,1", "--seeds, --jobs and --shift belong to --dose-response"),
+    ("plasticity-study {good} --seeds 0,1", "belong to --dose-response"),
     ("plasticity-study {good} --dose-response", "takes no checkpoint"),
     ("plasticity-study --dose-response --seeds 0,0", "--seeds must list distinct seeds"),
     ("plasticity-study --dose-response --etas 1e-3", "two or more positive learning rates"),

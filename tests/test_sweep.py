@@ -274,3 +274,21 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path, mnist_dir: Path, 
     assert main(["sweep", "--param", "lr=2e-3", "--out", str(out), "--data-dir", str(mnist_dir)]) == 2
     error = capsys.readouterr().err
     assert "holds a sweep with other settings (space differ)" in error and "Traceback" not in error
+
+
+def test_reproduce_seeds_on_an_embedded_ray_give_the_local_numbers(mnist_dir: Path, tmp_path: Path, sessions) -> None:
+    """`reproduce --address local` sends its tasks to Ray (here an embedded, loopback-only one):
+    the same files, bit for bit, as the local worker processes, and no Ray process left behind."""
+    from experiments.cli import main as cli_main
+    from experiments.seeds import seed_folder
+
+    quick = ["reproduce", "--quick", "--data-dir", str(mnist_dir), "--threads", "1", "--no-progress"]
+    log = tmp_path / "ray.log"
+    process = start(sessions, [sys.executable, "-m", "experiments", *quick, "--out", str(tmp_path / "ray"), "--address", "local"], log)
+    assert cli_main([*quick, "--out", str(tmp_path / "local"), "--jobs", "1"]) == 0
+    assert "(0 of 6 stages reused" in finish(process, log)
+    with_group_killed(process)
+    for seed in (0, 1):
+        for name in ("supervised_snn_baseline_state_dict.pt", "post_training_accuracy.json", "per_class_metrics.json"):
+            ours = (seed_folder(tmp_path / "ray", seed) / name).read_bytes()
+            assert ours == (seed_folder(tmp_path / "local", seed) / name).read_bytes(), f"seed {seed}: {name}"
