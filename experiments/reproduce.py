@@ -66,7 +66,7 @@ from experiments.reproduce_report import (
     STRONG_KEY,
     write_report,
 )
-from experiments.workers import run_side_by_side
+from experiments.workers import TaskPool
 from plasticity.posttrain import PostTrainConfig, post_train, trajectory_key
 from training.checkpoint import atomic_write, atomic_write_json, atomic_write_text, load_model, save_model
 from training.data import MnistSplit
@@ -296,86 +296,84 @@ def archive(out: Path) -> Path:
 
 @dataclass
 class SeedRun:
-    """One seed's folder and manifest, and which of its stages this invocation reused."""
+    """One seed's folder and manifest, where its stages stand, and what this invocation reused."""
 
     seed: int
     folder: Path
     manifest: Manifest
+    next_stage: int = 0
     reused: dict[str, bool] = field(default_factory=dict)
     stale: bool = False  # an earlier stage ran again: every later stage runs too
+    started: float = 0.0  # when the running stage started
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)  # plasticity runs done so far
 
 
-def _plan(config: ReproduceConfig, runs: Sequence[SeedRun], name: str, index: int, log: Callable[[str], None]) -> list[SeedRun]:
-    """The seeds whose stage `name` must run; the others are reused as they are."""
-    pending = []
-    for run in runs:
-        settings = _stage_settings(config, run, name, index)
-        if not run.stale and run.manifest.valid(name, settings, run.folder):
-            log(f"seed {run.seed}: stage {name}: reused (outputs intact since {run.manifest.stages[name]['completed_at']})")
-            run.reused[name] = True
-            continue
-        if name in run.manifest.stages:
-            log(f"seed {run.seed}: stage {name}: outputs missing, changed, or made with other settings; rebuilding")
-            run.manifest.forget([name])
-            if name == "train":
-                (run.folder / STATE_FILE).unlink(missing_ok=True)  # nothing to resume: start clean
-        log(f"seed {run.seed}: stage {name}: running")
-        run.reused[name], run.stale = False, True
-        pending.append(run)
-    return pending
+class Scheduler:
+    """Every stage of every seed as tasks on one TaskPool: a seed's next stage starts as soon as
+    its previous one is recorded, so one seed's post-training fills the cores while another
+    seed still trains."""
 
+    def __init__(
+        self, config: ReproduceConfig, pool: TaskPool, train_split: MnistSplit, test_split: MnistSplit,
+        show_bars: bool, log: Callable[[str], None],
+    ) -> None:
+        self.config, self.pool, self.train_split, self.test_split = config, pool, train_split, test_split
+        self.show_bars, self.log = show_bars, log
+        self.tasks: dict[int, tuple[SeedRun, str, tuple[str, float] | None]] = {}
 
-def _stage_settings(config: ReproduceConfig, run: SeedRun, name: str, index: int) -> dict[str, Any]:
-    # a stage depends on the exact files the stages before it wrote
-    upstream = {earlier: run.manifest.digest(earlier) for earlier in STAGES[:index]}
-    return {**config.stage_settings(name, run.seed), "upstream": upstream}
+    def run(self, runs: Sequence[SeedRun]) -> None:
+        for run in runs:
+            self.advance(run)
+        while len(self.pool):
+            number, result = self.pool.next_done()
+            run, name, grid_point = self.tasks.pop(number)
+            if name == "plasticity":
+                run.rows[number] = result
+                self.log(f"seed {run.seed}: {result['rule']} eta={result['eta']:g}: " + " -> ".join(f"{v:.2f}%" for v in result["test_accuracy"]))
+                if len(run.rows) < len(self.config.rules) * len(self.config.etas):
+                    continue
+                result = write_plasticity(run.folder, [run.rows[key] for key in sorted(run.rows)])
+            seconds = time.perf_counter() - run.started
+            run.manifest.record(name, self.settings(run, name), run.folder, result, seconds)
+            self.log(f"seed {run.seed}: stage {name}: done in {seconds:.1f} s")
+            run.next_stage += 1
+            self.advance(run)
 
+    def settings(self, run: SeedRun, name: str) -> dict[str, Any]:
+        # a stage depends on the exact files the stages before it wrote
+        upstream = {earlier: run.manifest.digest(earlier) for earlier in STAGES[: STAGES.index(name)]}
+        return {**self.config.stage_settings(name, run.seed), "upstream": upstream}
 
-def run_stage(
-    config: ReproduceConfig,
-    name: str,
-    pending: Sequence[SeedRun],
-    train_split: MnistSplit,
-    test_split: MnistSplit,
-    jobs: int,
-    progress: bool,
-    log: Callable[[str], None],
-    address: str | None = None,
-) -> None:
-    """Stage `name` for every pending seed, its tasks side by side; each seed's stage is
-    recorded in its manifest as soon as all of its tasks are done."""
-    index = STAGES.index(name)
-    started = {run.seed: time.perf_counter() for run in pending}
-    show_bars = progress and jobs == 1
-
-    def record(run: SeedRun, outputs: Sequence[str]) -> None:
-        seconds = time.perf_counter() - started[run.seed]
-        run.manifest.record(name, _stage_settings(config, run, name, index), run.folder, outputs, seconds)
-        log(f"seed {run.seed}: stage {name}: done in {seconds:.1f} s")
-
-    if name == "plasticity":
-        # one task per (seed, rule, eta): the seeds' runs fill all the workers
-        for run in pending:
-            for stale in (ACCURACY_JSON, STUDY_JSON, STUDY_MARKDOWN):
-                (run.folder / stale).unlink(missing_ok=True)
-        tasks = [
-            (config, run.seed, run.folder, rule, eta, train_split, test_split)
-            for run in pending for rule in config.rules for eta in config.etas
-        ]
-        rows: dict[int, dict[int, dict[str, Any]]] = {run.seed: {} for run in pending}
-        per_seed = len(config.rules) * len(config.etas)
-        for task_index, row in run_side_by_side(plasticity_run, tasks, jobs, config.threads, address):
-            seed = tasks[task_index][1]
-            rows[seed][task_index] = row
-            log(f"seed {seed}: {row['rule']} eta={row['eta']:g}: " + " -> ".join(f"{value:.2f}%" for value in row["test_accuracy"]))
-            if len(rows[seed]) == per_seed:
-                run = next(run for run in pending if run.seed == seed)
-                record(run, write_plasticity(run.folder, [rows[seed][key] for key in sorted(rows[seed])]))
-        return
-    function = {"train": stage_train, "analysis": stage_analysis}[name]
-    tasks = [(config, run.seed, run.folder, train_split, test_split, show_bars) for run in pending]
-    for task_index, outputs in run_side_by_side(function, tasks, jobs, config.threads, address):
-        record(pending[task_index], outputs)
+    def advance(self, run: SeedRun) -> None:
+        """Reuse the seed's next stages while they hold; submit the tasks of the first that must run."""
+        while run.next_stage < len(STAGES):
+            name = STAGES[run.next_stage]
+            if not run.stale and run.manifest.valid(name, self.settings(run, name), run.folder):
+                self.log(f"seed {run.seed}: stage {name}: reused (outputs intact since {run.manifest.stages[name]['completed_at']})")
+                run.reused[name] = True
+                run.next_stage += 1
+                continue
+            if name in run.manifest.stages:
+                self.log(f"seed {run.seed}: stage {name}: outputs missing, changed, or made with other settings; rebuilding")
+                run.manifest.forget([name])
+                if name == "train":
+                    (run.folder / STATE_FILE).unlink(missing_ok=True)  # nothing to resume: start clean
+            self.log(f"seed {run.seed}: stage {name}: running")
+            run.reused[name], run.stale, run.started = False, True, time.perf_counter()
+            data = (self.train_split, self.test_split)
+            if name == "plasticity":
+                for stale in (ACCURACY_JSON, STUDY_JSON, STUDY_MARKDOWN):
+                    (run.folder / stale).unlink(missing_ok=True)
+                run.rows = {}
+                for rule in self.config.rules:  # one task per (rule, eta)
+                    for eta in self.config.etas:
+                        number = self.pool.submit(plasticity_run, self.config, run.seed, run.folder, rule, eta, *data)
+                        self.tasks[number] = (run, name, (rule, eta))
+            else:
+                function = stage_train if name == "train" else stage_analysis
+                number = self.pool.submit(function, self.config, run.seed, run.folder, *data, self.show_bars)
+                self.tasks[number] = (run, name, None)
+            return
 
 
 def publish_first_seed(out: Path, run: SeedRun) -> list[str]:
@@ -416,18 +414,11 @@ def reproduce(
             manifest.forget(list(manifest.stages))
             (folder / STATE_FILE).unlink(missing_ok=True)
         runs.append(SeedRun(seed, folder, manifest))
-    for index, name in enumerate(STAGES):
-        pending = _plan(config, runs, name, index, log)
-        if pending:
-            jobs_now = min(jobs, _task_count(config, name, pending))
-            run_stage(config, name, pending, train_split, test_split, jobs_now, progress, log, address)
+    with TaskPool(jobs, config.threads, address) as pool:
+        Scheduler(config, pool, train_split, test_split, progress and jobs == 1 and address is None, log).run(runs)
     publish_first_seed(out, runs[0])
     write_report(config, out, [(run.seed, run.folder, run.manifest.stages) for run in runs], jobs, time.perf_counter() - started)
     return {f"{name} seed {run.seed}": reused for run in runs for name, reused in run.reused.items()}
-
-
-def _task_count(config: ReproduceConfig, name: str, pending: Sequence[SeedRun]) -> int:
-    return len(pending) * (len(config.rules) * len(config.etas) if name == "plasticity" else 1)
 
 
 def default_jobs(threads: int) -> int:
