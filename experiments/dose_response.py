@@ -140,6 +140,10 @@ def _key(run: Run) -> str:
     return f"{run.rule}|{run.eta!r}|{run.seed}|{'probe' if run.probe else 'grid'}"
 
 
+def _quiet(_: str) -> None:
+    """A log function for workers: the main process reports."""
+
+
 def _run_of(row: dict[str, Any]) -> Run:
     return Run(row["rule"], row["eta"], row["seed"], bool(row.get("probe")))
 
@@ -297,12 +301,16 @@ class DoseResponse:
     def run(self) -> dict[str, Any]:
         started = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
-        for seed in self.config.seeds:
-            self.log(f"baseline of seed {seed}: {seed_folder(self.out, seed)}")
-            self.baselines[seed] = study_baseline(
-                seed_folder(self.out, seed), seed, self.train_split, self.test_split, self.config.threads * self.config.jobs,
-                epochs=self.config.baseline_epochs, progress=self.progress, log=self.log,
-            )
+        # the baselines are tasks too, on the runs' thread count: the very folders (and bits)
+        # `snn-mnist reproduce --out OUT` writes with its default --threads 1
+        tasks = [
+            (seed_folder(self.out, seed), seed, self.train_split, self.test_split, self.config.threads, None,
+             self.config.baseline_epochs, self.progress and self.config.jobs == 1 and self.address is None, _quiet)
+            for seed in self.config.seeds
+        ]
+        for index, path in run_side_by_side(study_baseline, tasks, min(self.config.jobs, len(tasks)), self.config.threads, self.address):
+            self.baselines[self.config.seeds[index]] = path
+            self.log(f"baseline of seed {self.config.seeds[index]}: {path}")
         self.hashes = {seed: sha256(path) for seed, path in self.baselines.items()}
         self.rows = _load_previous(self.out / self.config.files()[0], self.config, self.hashes)
         grid = [Run(rule, eta, seed) for seed in self.config.seeds for rule in self.config.rules for eta in self.config.etas]

@@ -3,8 +3,9 @@
 For each seed S (default 0, 1, 2), into --out/seed_S/ (default results/seed_S/):
 
     train        supervised BPTT baseline (training.train), the study's recipe with seed S
-    plasticity   post-training from that baseline: the default rule and every stabilised
-                 rule at each eta, with post-training seed S (plasticity.posttrain)
+    plasticity   post-training from that baseline: the study's rule (covariance) and the
+                 anchored rule by default (--rules: any), at the study's two etas,
+                 with post-training seed S (plasticity.posttrain)
     analysis     confusion matrices, per-class metrics, the figures of that seed
 
 then, in --out itself:
@@ -85,7 +86,8 @@ class ReproduceConfig:
     epochs: int = 10
     post_epochs: int = 3
     etas: tuple[float, ...] = (1e-5, 1e-4)
-    rules: tuple[str, ...] = STUDY_RULES
+    # the study's rule and the stabilised rule that holds; every rule: --rules (or the dose-response study)
+    rules: tuple[str, ...] = ("covariance", "covariance_anchor")
     train_subset: int | None = None
     test_subset: int | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -440,6 +442,8 @@ def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"surrogate": args.surrogate, "backend": args.backend, "threads": threads}
     if args.etas is not None:
         overrides["etas"] = args.etas
+    if args.rules is not None:
+        overrides["rules"] = args.rules
     base = ReproduceConfig.quick(**overrides) if args.quick else ReproduceConfig(**overrides)
     count = args.seeds if args.seeds is not None else len(base.seeds)
     config = replace(base, seeds=tuple(range(args.seed, args.seed + count)))
@@ -463,7 +467,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from experiments.posttrain_cmd import parse_floats
+    from experiments.posttrain_cmd import parse_floats, parse_rules
 
     parser = subparsers.add_parser(
         "reproduce",
@@ -472,6 +476,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser, device=False)
+    threads_option = next(action for action in parser._actions if "--threads" in action.option_strings)
+    threads_option.help = "threads of each task, torch and Numba together (default: 1)"
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds, from --seed on (default: 3; --quick: 2)")
     parser.add_argument("--jobs", type=int, default=None, help="tasks side by side, each on --threads threads (default: cores / threads)")
     parser.add_argument(
@@ -481,6 +487,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--surrogate", choices=("fast_sigmoid", "atan"), default="fast_sigmoid", help="surrogate gradient (default: fast_sigmoid)")
     parser.add_argument("--etas", type=parse_floats, default=None, help="post-training learning rates (default: 1e-5,1e-4)")
+    parser.add_argument(
+        "--rules", type=parse_rules, default=None,
+        help=f"post-training rules (default: covariance,covariance_anchor; every rule: {','.join(STUDY_RULES)})",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: small subset, one epoch of each kind, two seeds (well under a minute)")
     parser.add_argument("--force", action="store_true", help="rebuild every stage even if its outputs are intact")
     parser.add_argument("--archive", action="store_true", help="also pack the results folder into one .zip beside it")
