@@ -20,7 +20,7 @@ from experiments.dose_response import DEFAULT_ETAS, DEFAULT_SEEDS, DOSE_JSON, DO
 from experiments.seeds import parse_seeds
 from experiments.train_cmd import add_subset_options, load_splits, prepare_runtime
 from plasticity.hebbian import RULE_NAMES, STABILISED_RULES
-from plasticity.posttrain import PLASTIC_LAYERS, PostTrainConfig, PostTrainResult, post_train, trajectory_key
+from plasticity.posttrain import ETA_SCALES, PLASTIC_LAYERS, PostTrainConfig, PostTrainResult, post_train, trajectory_key
 from training.checkpoint import atomic_write_json, atomic_write_text, load_model, save_model
 from training.data import MnistSplit
 from training.metrics import report_from_predictions
@@ -157,6 +157,7 @@ def _post_train_config(args: argparse.Namespace, rule: str, eta: float) -> PostT
         meta_strength=args.meta_strength,
         anchor_strength=args.anchor_strength,
         kernel_backend=args.kernel_backend,
+        eta_scale=args.eta_scale,
     )
 
 
@@ -189,6 +190,8 @@ def run_dose_response_study(args: argparse.Namespace) -> int:
             f"--dose-response trains or reuses one baseline per seed in OUT/seed_<S>/, so it takes no checkpoint "
             f"(got {args.checkpoint}). Fix: leave the checkpoint out; `snn-mnist reproduce --out OUT` writes the same folders"
         )
+    if args.eta_scale != "mean":
+        raise ValueError("--dose-response measures eta in its mean form. Fix: leave --eta-scale out (the report converts)")
     threads = configure_threads(args.threads if args.threads is not None else 1)  # validates it
     jobs = args.jobs if args.jobs is not None else max(1, available_threads() // threads)
     config = DoseResponseConfig(
@@ -262,6 +265,11 @@ def _add_rule_options(parser: argparse.ArgumentParser, checkpoint_optional: bool
     parser.add_argument("--meta-strength", type=float, default=defaults.meta_strength, help="covariance_meta: m in units of 1/rms(W0) (default: 1)")
     parser.add_argument("--anchor-strength", type=float, default=defaults.anchor_strength, help="covariance_anchor: pull toward W0 (default: 100)")
     parser.add_argument("--kernel-backend", choices=("numba", "numpy"), default="numba", help="plasticity kernels (default: numba)")
+    parser.add_argument(
+        "--eta-scale", choices=ETA_SCALES, default="mean",
+        help="what eta multiplies: a mean over batch and time (default), or a sum over the time steps (sum_time), "
+        "the batch's images (sum_batch) or both (sum): eta x T, B or T*B in the mean form (docs/plasticity.md)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_subset_options(parser)
 

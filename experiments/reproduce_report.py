@@ -257,7 +257,8 @@ def build_report(config: Any, out: Path, seeds: SeedFolders, jobs: int, seconds:
         lines.append(f"| {seed} | " + " | ".join(f"{stages.get(name, {}).get('seconds', math.nan):.1f}" for name in STAGES) + " |")
     lines += [
         "",
-        f"Stage times are per seed, with {jobs} task(s) side by side on {config.threads} thread(s) each; "
+        f"A stage's time runs from its start to the end of its last task, including time its tasks waited behind "
+        f"other seeds' tasks; {jobs} task(s) side by side on {config.threads} thread(s) each; "
         f"this invocation took {seconds:.1f} s in all (stages reused from an earlier run count only as the time to check them).",
         "",
         f"Settings: `{json.dumps(config.to_json())}`",

@@ -33,6 +33,14 @@ from training.progress import progress_bar
 from training.train import EVAL_BATCH, Evaluation, epoch_order, evaluate, iterate_batches
 
 PLASTIC_LAYERS = ("fc1", "fc2")
+# What eta multiplies.  The rules' kernels take the mean over the batch's B images and the
+# T time steps; a rule written as a sum over one or both takes eta times B, T or T*B there.
+ETA_SCALES = ("mean", "sum_time", "sum_batch", "sum")
+
+
+def eta_factor(eta_scale: str, num_steps: int, batch_images: int) -> int:
+    """The factor that turns an eta of `eta_scale` into the kernels' mean-normalised eta."""
+    return {"mean": 1, "sum_time": num_steps, "sum_batch": batch_images, "sum": num_steps * batch_images}[eta_scale]
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,11 @@ class PostTrainConfig:
     anchor_strength: float = 100.0
     kernel_backend: str = "numba"
     eval_batch_size: int = EVAL_BATCH
+    eta_scale: str = "mean"  # ETA_SCALES: what eta multiplies (a mean over batch and time by default)
 
     def __post_init__(self) -> None:
+        if self.eta_scale not in ETA_SCALES:
+            raise ValueError(f"--eta-scale must be one of {', '.join(ETA_SCALES)}, got {self.eta_scale!r}")
         if not (math.isfinite(self.eta) and self.eta >= 0):
             raise ValueError(f"--eta must be a non-negative finite learning rate, got {self.eta!r}")
         for name, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("eval_batch_size", "--eval-batch-size")):
@@ -148,9 +159,11 @@ def post_train(
                 output = model(batch_images)
             fc1_activity, fc2_activity = network_activity(batch_images, output)
             activities = {"fc1": fc1_activity, "fc2": fc2_activity}
+            # the kernels' eta multiplies a mean over the batch and time steps
+            eta = config.eta * eta_factor(config.eta_scale, model.num_steps, int(batch.shape[0]))
             for name in config.plastic_layers:
                 activity = activities[name]
-                rule.update(weight_view(layers[name]), activity.pre, activity.post, config.eta, states[name])
+                rule.update(weight_view(layers[name]), activity.pre, activity.post, eta, states[name])
             bar.update(int(batch.shape[0]))
         bar.close()
         images_per_second = len(train_split) / max(time.perf_counter() - epoch_started, 1e-9)

@@ -139,6 +139,7 @@ CASES: list[tuple[str, str]] = [
     ("plasticity-study --dose-response --jobs 0", "--jobs must be a positive integer"),
     ("plasticity-study --dose-response --jobs 64", "asks for more than the"),
     ("plasticity-study --dose-response --shift blur:2", "unknown input shift 'blur'"),
+    ("plasticity-study --dose-response --eta-scale sum", "measures eta in its mean form"),
     ("plasticity-study --dose-response --shift contrast", "--shift takes KIND:AMOUNT"),
     ("plasticity-study {good} --shift noise:0.3", "belong to --dose-response"),
     ("reproduce --quick --seeds 0", "--seeds must be a positive number of seeds"),

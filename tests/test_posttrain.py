@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from experiments.cli import main
-from plasticity.posttrain import PostTrainConfig, post_train, trajectory_key, weight_drift
+from plasticity.posttrain import PostTrainConfig, eta_factor, post_train, trajectory_key, weight_drift
 from training.checkpoint import load_model, save_model
 from training.data import MnistSplit, load_mnist
 from training.model import SupervisedSNN
@@ -139,3 +139,14 @@ def test_unknown_rule_and_layers_are_refused_by_the_parser(tmp_path: Path, capsy
     with pytest.raises(SystemExit):
         main(["post-train", "x.pt", "--plastic-layers", "fc3"])
     assert "fc3" in capsys.readouterr().err
+
+
+def test_eta_scale_sum_time_is_eta_times_the_steps_in_the_mean_form(trained: Path, splits) -> None:
+    """--eta-scale sum_time at eta is the mean form at eta x T, bit for bit; sum x T x B per batch."""
+    summed, meaned = load_model(trained), load_model(trained)
+    quiet(summed, splits, eta=1e-5, epochs=1, eta_scale="sum_time")
+    quiet(meaned, splits, eta=1e-5 * summed.num_steps, epochs=1)
+    assert torch.equal(summed.fc1.weight, meaned.fc1.weight) and torch.equal(summed.fc2.weight, meaned.fc2.weight)
+    assert eta_factor("sum", 25, 128) == 3200 and eta_factor("sum_batch", 25, 64) == 64 and eta_factor("mean", 25, 128) == 1
+    with pytest.raises(ValueError, match="--eta-scale must be one of"):
+        PostTrainConfig(eta_scale="per_image")
