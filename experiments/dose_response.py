@@ -453,6 +453,13 @@ def dose_markdown(payload: dict[str, Any]) -> str:
                     else "Unlike the study's, the loss does not grow from epoch to epoch."
                 ),
             ]
+            if abs(total_mean - STUDY_LOSS) > 2 * (total_sd or 0.0):
+                side = "above" if total_mean < STUDY_LOSS else "below"
+                lines += [
+                    "",
+                    f"The run at that eta lost {total_mean:.2f} points, not {STUDY_LOSS:.2f}: the loss is far from linear in "
+                    f"log(eta) between the grid points, so the interpolated eta is approximate and the true crossing lies {side} it.",
+                ]
     lines += ["", f"**Tolerance**: the eta at which each rule first loses {TOLERATED_LOSS} points after {epochs} epochs:", ""]
     lines += ["| rule | eta at 0.5-point loss (geometric mean, range) | per seed |", "|---|---|---|"]
     for rule, entry in summary["tolerance"].items():
