@@ -118,6 +118,8 @@ def run_train(args: argparse.Namespace) -> int:
             "lr_schedule": args.lr_schedule,
             "alpha_reg": args.alpha_reg,
             "weight_clip": args.weight_clip,
+            "augment_shift": args.augment_shift,
+            "weight_decay": args.weight_decay,
             "seed": args.seed,
         },
     )
@@ -265,6 +267,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--alpha-reg", type=float, default=None, help=f"weight of the hidden spike-activity penalty (study: {defaults.alpha_reg:g})")
     parser.add_argument("--weight-clip", type=float, default=None, help=f"clamp weights to [-c, c] after each step (study: {defaults.weight_clip:g})")
+    parser.add_argument(
+        "--augment-shift", type=int, default=None, metavar="PIXELS",
+        help="move each training image by a random whole number of pixels, up to PIXELS in each direction, "
+        "new every epoch (study: 0, none; test images are never moved)",
+    )
+    parser.add_argument("--weight-decay", type=float, default=None, help=f"Adam's L2 weight decay (study: {defaults.weight_decay:g})")
     parser.add_argument(
         "--validation", type=int, default=0, metavar="N",
         help="hold N random training images out of training (a fixed draw) and report their accuracy "

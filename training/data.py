@@ -135,6 +135,24 @@ def carve_validation(train_split: MnistSplit, count: int, seed: int = VALIDATION
     )
 
 
+def translate(images: Tensor, offsets: Tensor) -> Tensor:
+    """Each image moved by a whole number of pixels, the pixels that enter filled with 0:
+
+        x'[b, i, j] = x[b, i - dy_b, j - dx_b]   (0 where i - dy_b or j - dx_b is off the image)
+
+    images: (B, 28, 28); offsets: (B, 2) integer (dy, dx), each in [-k, k].  The training
+    augmentation of `TrainConfig.augment_shift`: the same digit a few pixels off centre."""
+    batch, height, width = images.shape
+    margin = int(offsets.abs().max()) if offsets.numel() else 0
+    if margin == 0:
+        return images
+    # pad by the largest offset, then read each image's 28x28 window out of its padded copy
+    padded = torch.nn.functional.pad(images, (margin, margin, margin, margin))
+    rows = torch.arange(height)[None, :] + (margin - offsets[:, 0])[:, None]  # (B, 28)
+    cols = torch.arange(width)[None, :] + (margin - offsets[:, 1])[:, None]  # (B, 28)
+    return padded[torch.arange(batch)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
 SHIFTS = ("contrast", "noise")
 
 
