@@ -12,12 +12,13 @@ from experiments.cli import main
 from experiments.snntorch_reference import build_study_model
 from training import train as train_module
 from training.checkpoint import CheckpointError, load_model, model_from_state_dict, save_model
-from training.data import MnistSplit, load_mnist
+from training.data import MnistSplit, load_mnist, translate
 from training.model import ModelConfig, SupervisedSNN
 from training.train import (
     MODEL_FILE,
     TrainConfig,
     TrainingDivergedError,
+    epoch_offsets,
     epoch_order,
     evaluate,
     train,
@@ -32,13 +33,15 @@ def splits(mnist_dir: Path) -> tuple[MnistSplit, MnistSplit]:
     return load_mnist("train", mnist_dir).subset(TRAIN_IMAGES), load_mnist("test", mnist_dir).subset(TEST_IMAGES)
 
 
-def quiet_train(splits, out: Path, epochs: int, resume: bool = False, **model_options) -> tuple[SupervisedSNN, train_module.TrainHistory]:
+def quiet_train(
+    splits, out: Path, epochs: int, resume: bool = False, training: dict | None = None, **model_options
+) -> tuple[SupervisedSNN, train_module.TrainHistory]:
     train_split, test_split = splits
     return train(
         train_split,
         test_split,
         ModelConfig(**model_options),
-        TrainConfig(epochs=epochs, seed=3),
+        TrainConfig(epochs=epochs, seed=3, **(training or {})),
         out,
         resume=resume,
         progress=False,
@@ -229,6 +232,9 @@ def test_epoch_order_depends_only_on_seed_and_epoch() -> None:
         (["--threads", "0"], "--threads must be an integer from 1"),
         (["--surrogate-scale", "-2"], "slope must be a positive finite number"),
         (["--seed", "-1"], "--seed must be a non-negative integer"),
+        (["--augment-shift", "-1"], "--augment-shift must be a whole number of pixels from 0 to 8"),
+        (["--augment-shift", "9"], "--augment-shift must be a whole number of pixels from 0 to 8"),
+        (["--weight-decay=-1e-4"], "--weight-decay must be a non-negative finite number"),
     ],
 )
 def test_invalid_training_flags_give_clear_errors(flags: list[str], message: str, tmp_path: Path, capsys) -> None:
@@ -287,3 +293,37 @@ def test_save_model_is_atomic_and_loadable(tmp_path: Path) -> None:
     save_model(model, path)
     assert path.is_file() and not list(path.parent.glob("*.tmp"))
     assert set(torch.load(path, weights_only=True)) == set(model.state_dict())
+
+
+def test_translate_moves_each_image_by_its_offset_and_fills_zeros() -> None:
+    images = torch.rand(3, 28, 28) + 0.1  # no zero pixel, so a zero is a filled one
+    moved = translate(images, torch.tensor([[2, -1], [0, 0], [-3, 3]]))
+    assert torch.equal(moved[1], images[1])
+    # x'[i, j] = x[i - dy, j - dx]
+    assert torch.equal(moved[0, 2:, :27], images[0, :26, 1:])
+    assert (moved[0, :2] == 0).all() and (moved[0, :, 27] == 0).all()
+    assert torch.equal(moved[2, :25, 3:], images[2, 3:, :25])
+    assert (moved[2, 25:] == 0).all() and (moved[2, :, :3] == 0).all()
+    assert torch.equal(translate(images, torch.zeros(3, 2, dtype=torch.int64)), images)
+
+
+def test_epoch_offsets_are_a_function_of_seed_and_epoch_within_the_range() -> None:
+    assert torch.equal(epoch_offsets(500, 5, 2, 2), epoch_offsets(500, 5, 2, 2))
+    assert not torch.equal(epoch_offsets(500, 5, 2, 2), epoch_offsets(500, 5, 3, 2))
+    offsets = epoch_offsets(500, 5, 2, 2)
+    assert offsets.shape == (500, 2) and set(offsets.flatten().tolist()) == {-2, -1, 0, 1, 2}
+    assert not epoch_offsets(500, 5, 2, 0).any()
+
+
+def test_augmented_training_differs_and_resumes_to_the_same_bits(splits, tmp_path: Path) -> None:
+    augmented = {"augment_shift": 2, "weight_decay": 1e-4}
+    plain, _ = quiet_train(splits, tmp_path / "plain", epochs=2)
+    straight, straight_history = quiet_train(splits, tmp_path / "straight", epochs=2, training=augmented)
+    assert not torch.equal(plain.fc1.weight, straight.fc1.weight)
+    quiet_train(splits, tmp_path / "resumed", epochs=1, training=augmented)
+    resumed, resumed_history = quiet_train(splits, tmp_path / "resumed", epochs=2, resume=True, training=augmented)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert straight_history.train_acc_history == resumed_history.train_acc_history
+    with pytest.raises(CheckpointError, match="training.augment_shift"):
+        quiet_train(splits, tmp_path / "resumed", epochs=3, resume=True, training={"augment_shift": 1, "weight_decay": 1e-4})
