@@ -359,7 +359,11 @@ def train(
     for epoch in range(start_epoch, train_config.epochs):
         started = time.perf_counter()
         order = epoch_order(len(train_split), train_config.seed, epoch)
-        offsets = epoch_offsets(len(train_split), train_config.seed, epoch, train_config.augment_shift)
+        # with augment_shift: each image's move this epoch, in visiting order, batched like the order
+        offsets = None
+        if train_config.augment_shift:
+            moves = epoch_offsets(len(train_split), train_config.seed, epoch, train_config.augment_shift)
+            offsets = iterate_batches(moves, train_config.batch_size)
         correct, seen, loss_sum = 0, 0, 0.0
         model.train()
         # No summary line from the bar: the epoch line logged below carries its figures.
@@ -375,11 +379,11 @@ def train(
         for step, batch in enumerate(iterate_batches(order, train_config.batch_size)):
             for group in optimizer.param_groups:
                 group["lr"] = train_config.learning_rate_at(epoch * steps_per_epoch + step, steps_per_epoch)
-            batch_images = images[batch]
-            if train_config.augment_shift:
+            if offsets is None:
+                batch_images = images[batch]
+            else:
                 # x'[b, i, j] = x[b, i - dy_b, j - dx_b]: this epoch's move of each image
-                position = slice(step * train_config.batch_size, step * train_config.batch_size + batch.shape[0])
-                batch_images = translate(train_split.images[batch], offsets[position]).reshape(batch.shape[0], -1)
+                batch_images = translate(train_split.images[batch], next(offsets)).reshape(batch.shape[0], -1)
             batch_images, batch_labels = batch_images.to(device), labels[batch].to(device)
             loss, predictions = train_step(model, optimizer, batch_images, batch_labels, train_config)
             loss_value = float(loss.total)
