@@ -295,6 +295,8 @@ def reference_present_raster(
     counts = np.zeros(n_neurons, dtype=np.int64)
     total = 0
     for t in range(c.num_steps):
+        # the neurons that have fired during this presentation: the only ones with x_post > 0
+        has_fired = counts > 0
         # v <- v_rest + (v - v_rest) * exp(-dt / tau_m)
         v = c.v_rest + (v - c.v_rest) * c.decay_v
         # x_post <- x_post * exp(-dt / tau_post)
@@ -312,8 +314,9 @@ def reference_present_raster(
             # I <- I + w_k
             current = current + row
             if learn:
-                # w_k <- max(w_k - nu_pre * x_post, w_min)   (x_post before this step's spikes)
-                row[:] = np.maximum(row - c.nu_pre * post_trace, c.w_min)
+                # w_kn <- max(w_kn - nu_pre * x_post_n, w_min) for the neurons n that have fired
+                # (x_post before this step's spikes)
+                row[has_fired] = np.maximum(row[has_fired] - c.nu_pre * post_trace[has_fired], c.w_min)
         # x_pre_k <- 1 for the inputs that spiked
         pre_trace[spiking] = 1.0
 
@@ -349,16 +352,18 @@ def reference_present_raster(
     return counts, total
 
 
-def reference_normalise(weights: np.ndarray, weight_sum: float) -> None:
-    """w_kn <- w_kn * weight_sum / sum_k w_kn for every neuron n, in place (columns
-    summing to 0 are left alone); the sums run over rows in order, as the kernel's."""
-    sums = np.zeros(weights.shape[1])
+def reference_normalise(weights: np.ndarray, weight_sum: float, columns: np.ndarray | None = None) -> None:
+    """w_kn <- w_kn * weight_sum / sum_k w_kn for every neuron n in `columns` (default:
+    all), in place (columns summing to 0 are left alone); the sums run over rows in
+    order, as the kernel's."""
+    columns = np.arange(weights.shape[1]) if columns is None else np.asarray(columns, dtype=np.int64)
+    sums = np.zeros(len(columns))
     for row in weights:
-        sums = sums + row
-    factor = np.ones(weights.shape[1])
+        sums = sums + row[columns]
+    factor = np.ones(len(columns))
     positive = sums > 0.0
     factor[positive] = weight_sum / sums[positive]
-    weights *= factor
+    weights[:, columns] *= factor
 
 
 def _reference_present_until_enough(
@@ -383,7 +388,8 @@ def _reference_present_until_enough(
         if learn:
             # rest between images: theta <- theta * exp(-rest / tau_theta)
             theta *= c.decay_theta_rest
-            reference_normalise(weights, c.weight_sum)
+            # the presentation changed only the columns of the neurons that fired
+            reference_normalise(weights, c.weight_sum, np.flatnonzero(counts))
         attempt += 1
         if total >= c.min_spikes or attempt >= c.max_presentations:
             return counts, attempt
@@ -451,9 +457,13 @@ class StdpNetwork:
 
     @classmethod
     def initial(cls, config: StdpConfig, rng: np.random.Generator, backend: Backend = "numba") -> StdpNetwork:
-        """w ~ w_init_max * U[0, 1) (BindsNET), theta = 0; weights are not normalised
-        until after the first presentation, as in BindsNET."""
+        """w ~ w_init_max * U[0, 1) (BindsNET), each neuron's column then normalised to
+        weight_sum (D&C normalise before every presentation, the first included), theta = 0.
+
+        From then on learning renormalises only the columns a presentation changed,
+        so every column sums to weight_sum throughout."""
         weights = config.w_init_max * rng.random((N_INPUT, config.n_neurons))
+        reference_normalise(weights, config.weight_sum)
         return cls(config, weights, np.zeros(config.n_neurons), backend)
 
     @staticmethod

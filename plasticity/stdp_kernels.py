@@ -14,7 +14,9 @@ One presentation of an image (`present`), per time step t = 0 .. T-1:
     input     input k spikes with probability p_k = x_k * rate * dt / 1000   (Poisson, rate in Hz)
               I_n = sum over spiking inputs k of w_kn                   (event-driven: only
                                                                          the spiking rows are read)
-    depress   for each spiking input k:  w_kn <- max(w_kn - nu_pre * x_post_n, w_min)
+    depress   for each spiking input k and each neuron n that has fired during this
+              presentation (the only ones with x_post_n > 0):
+                                         w_kn <- max(w_kn - nu_pre * x_post_n, w_min)
               (x_post from before this step's output spikes: a pre spike that
               drives an output spike in the same step is causal, never depressed)
     x_pre_k   <- 1 for each spiking input k
@@ -25,6 +27,19 @@ One presentation of an image (`present`), per time step t = 0 .. T-1:
     on spike  v_n <- v_reset, refractory for refrac steps, x_post_n <- 1,
               theta_n <- theta_n + theta_plus                            (learning only)
     potentiate for each firing neuron n, each input k: w_kn <- min(w_kn + nu_post * x_pre_k, w_max)
+
+After the presentation (while learning) the input weights of every neuron that
+fired in it, the only columns the presentation changed, are normalised
+(`normalise_columns`); the network's weights are normalised once, whole, when
+it is created, so every column always sums to weight_sum.
+
+Cost: the rows of the spiking inputs are read (for the current) but written
+only at the neurons that have fired, a handful under strong inhibition; the
+neurons are visited once per step (leak, threshold decay, integration and the
+threshold test in one loop), and normalisation touches only the changed
+columns.  So a presentation costs ~ T * (input spikes per step + 1) * N reads,
+instead of the earlier full-row read-and-write plus two passes over the whole
+784 x N matrix per image.
 
 Random numbers are counter-based: the uniform for input pixel i at step t of a
 presentation with key K is a hash of (K, t * 784 + i) (SplitMix64's
@@ -125,14 +140,16 @@ def uniforms_grid(key, num_steps, pixel_index, out):
 
 
 @numba.njit(cache=True)
-def present(weights, theta, pixel_index, pixel_value, key, rate_hz, c, learn, counts):
+def present(weights, theta, pixel_index, pixel_value, key, rate_hz, c, learn, counts, fired):
     """Present one image for c.num_steps steps from an exactly reset state (v = v_rest,
     traces 0, nobody refractory); see the module docstring for the equations.
 
     weights (784, N) and theta (N,) are updated in place when `learn`; otherwise
     they are only read.  pixel_index/pixel_value list the image's non-zero pixels
     (the others never spike).  counts (N,) receives each neuron's spike count
-    (overwritten).  Returns the total number of output spikes.
+    (overwritten); fired (N,) receives, in the order of their first spike, the
+    neurons that fired.  Returns (total number of output spikes, number of
+    neurons that fired), so fired[:that number] is meaningful.
     """
     n_active = pixel_index.shape[0]
     prob = np.empty(n_active)
@@ -140,19 +157,19 @@ def present(weights, theta, pixel_index, pixel_value, key, rate_hz, c, learn, co
         # p_k = x_k * rate * dt / 1000   (rate in Hz, dt in ms)
         prob[k] = pixel_value[k] * rate_hz * c.dt_ms / 1000.0
     no_raster = np.zeros((1, 1), dtype=np.bool_)
-    return _simulate(weights, theta, pixel_index, prob, key, no_raster, False, c, learn, counts)
+    return _simulate(weights, theta, pixel_index, prob, key, no_raster, False, c, learn, counts, fired)
 
 
 @numba.njit(cache=True)
-def present_raster(weights, theta, pixel_index, raster, c, learn, counts):
+def present_raster(weights, theta, pixel_index, raster, c, learn, counts, fired):
     """`present` with the input spikes given: raster (c.num_steps, K) bool, raster[t, k]
     True when input pixel_index[k] spikes at step t.  For hand-made test cases."""
     prob = np.zeros(pixel_index.shape[0])
-    return _simulate(weights, theta, pixel_index, prob, ONE_U64, raster, True, c, learn, counts)
+    return _simulate(weights, theta, pixel_index, prob, ONE_U64, raster, True, c, learn, counts, fired)
 
 
 @numba.njit(inline="always")
-def _simulate(weights, theta, pixel_index, prob, key, raster, use_raster, c, learn, counts):
+def _simulate(weights, theta, pixel_index, prob, key, raster, use_raster, c, learn, counts, fired):
     """The time-step loop of `present`: input spikes drawn (u < p_k), or read from `raster`."""
     n_neurons = weights.shape[1]
     n_active = pixel_index.shape[0]
@@ -160,28 +177,23 @@ def _simulate(weights, theta, pixel_index, prob, key, raster, use_raster, c, lea
     refractory = np.zeros(n_neurons, dtype=np.int64)
     post_trace = np.zeros(n_neurons)
     pre_trace = np.zeros(n_active)
-    current = np.empty(n_neurons)
+    current = np.zeros(n_neurons)
     fired_before = np.zeros(n_neurons, dtype=np.int64)  # 1 where the neuron fired at t-1
     fired_now = np.zeros(n_neurons, dtype=np.int64)
     n_fired_before = 0
+    n_fired = 0  # fired[:n_fired]: the neurons that have fired so far, the only ones with x_post > 0
     counts[:] = 0
     total = 0
     for t in range(c.num_steps):
-        for n in range(n_neurons):
-            # v <- v_rest + (v - v_rest) * exp(-dt / tau_m)
-            v[n] = c.v_rest + (v[n] - c.v_rest) * c.decay_v
-            # x_post <- x_post * exp(-dt / tau_post)
+        for j in range(n_fired):
+            n = fired[j]
+            # x_post <- x_post * exp(-dt / tau_post)   (0 stays 0 for the neurons not in fired)
             post_trace[n] = post_trace[n] * c.decay_post
-        if learn:
-            for n in range(n_neurons):
-                # theta <- theta * exp(-dt / tau_theta)
-                theta[n] = theta[n] * c.decay_theta
         for k in range(n_active):
             # x_pre <- x_pre * exp(-dt / tau_pre)
             pre_trace[k] = pre_trace[k] * c.decay_pre
 
-        # Input events: only the rows of inputs that spike now are touched.
-        current[:] = 0.0
+        # Input events: only the rows of inputs that spike now are read.
         for k in range(n_active):
             if use_raster:
                 spikes = raster[t, k]
@@ -189,17 +201,14 @@ def _simulate(weights, theta, pixel_index, prob, key, raster, use_raster, c, lea
                 spikes = uniform(key, t * N_INPUT + pixel_index[k]) < prob[k]
             if spikes:
                 row = weights[pixel_index[k]]
+                for n in range(n_neurons):
+                    # I_n <- I_n + w_kn
+                    current[n] += row[n]
                 if learn:
-                    for n in range(n_neurons):
-                        w = row[n]
-                        # I_n <- I_n + w_kn
-                        current[n] += w
+                    for j in range(n_fired):
+                        n = fired[j]
                         # w_kn <- max(w_kn - nu_pre * x_post_n, w_min)
-                        row[n] = max(w - c.nu_pre * post_trace[n], c.w_min)
-                else:
-                    for n in range(n_neurons):
-                        # I_n <- I_n + w_kn
-                        current[n] += row[n]
+                        row[n] = max(row[n] - c.nu_pre * post_trace[n], c.w_min)
                 # x_pre_k <- 1
                 pre_trace[k] = 1.0
 
@@ -207,12 +216,19 @@ def _simulate(weights, theta, pixel_index, prob, key, raster, use_raster, c, lea
         best = -1
         best_margin = 0.0
         for n in range(n_neurons):
+            # v <- v_rest + (v - v_rest) * exp(-dt / tau_m)
+            v[n] = c.v_rest + (v[n] - c.v_rest) * c.decay_v
+            if learn:
+                # theta <- theta * exp(-dt / tau_theta)
+                theta[n] = theta[n] * c.decay_theta
+            input_current = current[n]
+            current[n] = 0.0  # ready for the next step
             fired_now[n] = 0
             if refractory[n] > 0:
                 refractory[n] -= 1
                 continue
             # v <- v + I - w_inh * (spikes of the other neurons at t-1)
-            v[n] = v[n] + current[n] - c.w_inh * (n_fired_before - fired_before[n])
+            v[n] = v[n] + input_current - c.w_inh * (n_fired_before - fired_before[n])
             # fire when v >= v_thresh + theta
             margin = v[n] - (c.v_thresh + theta[n])
             if margin >= 0.0:
@@ -231,6 +247,9 @@ def _simulate(weights, theta, pixel_index, prob, key, raster, use_raster, c, lea
         for n in range(n_neurons):
             if fired_now[n] == 0:
                 continue
+            if counts[n] == 0:
+                fired[n_fired] = n
+                n_fired += 1
             v[n] = c.v_reset
             refractory[n] = c.refrac_steps
             post_trace[n] = 1.0
@@ -243,10 +262,9 @@ def _simulate(weights, theta, pixel_index, prob, key, raster, use_raster, c, lea
                     # w_kn <- min(w_kn + nu_post * x_pre_k, w_max)
                     weights[i, n] = min(weights[i, n] + c.nu_post * pre_trace[k], c.w_max)
         total += n_candidates
-        for n in range(n_neurons):
-            fired_before[n] = fired_now[n]
+        fired_before, fired_now = fired_now, fired_before
         n_fired_before = n_candidates
-    return total
+    return total, n_fired
 
 
 @numba.njit(cache=True)
@@ -268,24 +286,43 @@ def normalise(weights, weight_sum):
             weights[i, n] = weights[i, n] * factor[n]
 
 
+@numba.njit(cache=True)
+def normalise_columns(weights, weight_sum, columns):
+    """`normalise` restricted to the neurons listed in `columns` (the others are left
+    as they are); each sum runs over rows in order 0..783, as in `normalise`."""
+    n_inputs = weights.shape[0]
+    for j in range(columns.shape[0]):
+        n = columns[j]
+        total = 0.0
+        for i in range(n_inputs):
+            total += weights[i, n]
+        if total > 0.0:
+            factor = weight_sum / total
+            for i in range(n_inputs):
+                weights[i, n] = weights[i, n] * factor
+
+
 @numba.njit(inline="always")
 def _present_until_enough(weights, theta, image, image_key, c, learn, counts):
     """Present an image, and again at a rate c.rate_step_hz higher each time, until it
     draws at least c.min_spikes output spikes or c.max_presentations is reached.
-    While learning, theta decays by the rest period and the weights are normalised
-    after every presentation.  Returns the number of presentations."""
+    While learning, theta decays by the rest period and the columns of the neurons
+    that fired are normalised after every presentation.  Returns the number of
+    presentations."""
     pixel_index = np.nonzero(image)[0]
     pixel_value = image[pixel_index]
+    fired = np.empty(weights.shape[1], dtype=np.int64)
     attempt = 0
     while True:
         rate_hz = c.max_rate_hz + attempt * c.rate_step_hz
         key = presentation_key(image_key, attempt)
-        total = present(weights, theta, pixel_index, pixel_value, key, rate_hz, c, learn, counts)
+        total, n_fired = present(weights, theta, pixel_index, pixel_value, key, rate_hz, c, learn, counts, fired)
         if learn:
             for n in range(theta.shape[0]):
                 # rest between images: theta <- theta * exp(-rest / tau_theta)
                 theta[n] = theta[n] * c.decay_theta_rest
-            normalise(weights, c.weight_sum)
+            # only the fired neurons' columns changed
+            normalise_columns(weights, c.weight_sum, fired[:n_fired])
         attempt += 1
         if total >= c.min_spikes or attempt >= c.max_presentations:
             return attempt

@@ -75,7 +75,10 @@ def run_raster(backend: str, weights, theta, pixel_index, raster, config: StdpCo
     if backend == "reference":
         return reference_present_raster(weights, theta, pixel_index, raster, c, learn)
     counts = np.zeros(weights.shape[1], dtype=np.int64)
-    total = kernels.present_raster(weights, theta, pixel_index, raster, c, learn, counts)
+    fired = np.zeros(weights.shape[1], dtype=np.int64)
+    total, n_fired = kernels.present_raster(weights, theta, pixel_index, raster, c, learn, counts, fired)
+    # fired lists the neurons that fired, each once, in the order of their first spike
+    assert sorted(fired[:n_fired].tolist()) == np.flatnonzero(counts).tolist()
     return counts, total
 
 
@@ -247,6 +250,40 @@ def test_normalise_kernel_equals_reference_and_keeps_weight_sum() -> None:
     sums = weights.sum(axis=0)
     assert sums[4] == 0.0
     assert np.allclose(np.delete(sums, 4), 78.4, rtol=1e-12, atol=0)
+
+
+def test_normalise_columns_touches_only_the_listed_columns() -> None:
+    rng = np.random.default_rng(4)
+    weights = rng.random((784, 9)) * 0.3
+    weights[:, 6] = 0.0
+    columns = np.array([7, 2, 6], dtype=np.int64)
+    expected = weights.copy()
+    reference_normalise(expected, 78.4, columns)
+    before = weights.copy()
+    kernels.normalise_columns(weights, 78.4, columns)
+    assert np.array_equal(weights, expected)
+    untouched = [0, 1, 3, 4, 5, 8]
+    assert np.array_equal(weights[:, untouched], before[:, untouched])
+    # a listed column is scaled exactly as the whole-matrix normalisation scales it
+    whole = before.copy()
+    kernels.normalise(whole, 78.4)
+    assert np.array_equal(weights[:, columns], whole[:, columns])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_depression_reaches_only_neurons_that_have_fired(backend: str) -> None:
+    # Two neurons; only neuron 0 gets the strong input and fires.  Input A (pixel 0) spikes
+    # afterwards: neuron 0's weight from A is depressed, neuron 1's (below w_min, as it may be
+    # after normalisation) is not touched: x_post = 0 means no depression, not a clamp.
+    config = StdpConfig(**{**HAND, "n_neurons": 2, "w_min": 0.2})
+    weights = np.zeros((784, 2))
+    weights[0] = [0.5, 0.1]
+    weights[1] = [W_B, 0.3]
+    theta = np.zeros(2)
+    counts, _ = run_raster(backend, weights, theta, [0, 1], spike_train(30, [8], [5]), config)
+    assert counts.tolist() == [1, 0]
+    assert weights[0, 0] == pytest.approx(0.5 - config.nu_pre * math.exp(-3 / config.tau_post_ms), rel=1e-12)
+    assert weights[0, 1] == 0.1
 
 
 @pytest.mark.parametrize("one_spike", [True, False])
