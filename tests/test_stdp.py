@@ -401,6 +401,19 @@ def test_cli_outputs_and_final_line(tmp_path: Path, capsys) -> None:
     assert "--resume" in capsys.readouterr().err
 
 
+def test_large_network_figure_is_an_overview_and_a_zoom(tmp_path: Path, monkeypatch) -> None:
+    # above FIGURE_FULL_COLUMNS tiles a side the figure is a downsampled overview beside a
+    # labelled zoom; lowered here so a 25-neuron network takes that path
+    from experiments import stdp_cmd
+
+    monkeypatch.setattr(stdp_cmd, "FIGURE_FULL_COLUMNS", 3)
+    network = StdpNetwork.initial(StdpConfig(n_neurons=25), np.random.default_rng(0))
+    assignments = np.arange(25) % 11 - 1
+    path = tmp_path / "fields.png"
+    stdp_cmd._save_figure(path, network, assignments, "title")
+    assert path.stat().st_size > 0
+
+
 def test_cli_same_seed_same_result_whatever_the_threads(tmp_path: Path) -> None:
     assert run_cli(tmp_path / "a", threads=1) == 0
     assert run_cli(tmp_path / "b", threads=2) == 0
