@@ -28,6 +28,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+import numba
 import numpy as np
 
 from plasticity import stdp_kernels as kernels
@@ -495,7 +496,8 @@ class StdpNetwork:
             return reference_respond(self.weights, self.theta, images, keys, self._constants)
         counts = np.zeros((images.shape[0], self.config.n_neurons), dtype=np.int32)
         presentations = np.zeros(images.shape[0], dtype=np.int64)
-        kernels.respond_images(self.weights, self.theta, images, keys, self._constants, counts, presentations)
+        workers = max(1, min(numba.get_num_threads(), images.shape[0]))
+        kernels.respond_images(self.weights, self.theta, images, keys, self._constants, counts, presentations, workers)
         return counts, presentations
 
 

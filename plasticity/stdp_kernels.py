@@ -33,26 +33,38 @@ fired in it, the only columns the presentation changed, are normalised
 (`normalise_columns`); the network's weights are normalised once, whole, when
 it is created, so every column always sums to weight_sum.
 
-Cost: the rows of the spiking inputs are read (for the current) but written
-only at the neurons that have fired, a handful under strong inhibition; the
-neurons are visited once per step (leak, threshold decay, integration and the
-threshold test in one loop), and normalisation touches only the changed
-columns.  So a presentation costs ~ T * (input spikes per step + 1) * N reads,
-instead of the earlier full-row read-and-write plus two passes over the whole
-784 x N matrix per image.
+How the work is arranged (the equations above are unchanged by it):
+
+* Currents ahead of time.  The input spikes of a presentation are drawn first
+  (`draw_input_spikes`), then the currents of every neuron are summed
+  CHUNK_STEPS steps ahead (`accumulate_currents`), from the weights as they are
+  then.  A neuron's column changes only once it has fired (depression needs
+  x_post > 0, potentiation a spike), so the sums are exact for every neuron
+  that has not fired; the few that have are summed again, step by step, from
+  their live weights inside the loop (`run_steps`).  Each sum runs over the
+  spiking inputs in ascending order from 0.0, as in the reference, four rows
+  per pass, so the bits are the reference's.
+* The neuron loop of a step has no branches (a refractory neuron only leaks),
+  so it compiles to vector instructions; only in a step with a candidate spike
+  are the neurons scanned again to find who fires.
+* Plasticity only where it acts: a spiking input's row is written only at the
+  neurons that have fired in this presentation, a handful under strong
+  inhibition, and normalisation touches only their columns.
+
+Threads: training is sequential by nature (each image changes the weights the
+next one sees), so `train_images` takes the images one by one and splits only
+the summing of the currents across threads, by blocks of neurons
+(`accumulate_currents_parallel`): each sum is still made by one thread, in the
+same order, so the bits do not depend on the thread count.  `respond_images`
+(plasticity off) runs images in parallel with `prange`: each worker writes only
+its images' rows of the outputs and reads the shared weights, so results do not
+depend on the thread count or scheduling either.
 
 Random numbers are counter-based: the uniform for input pixel i at step t of a
 presentation with key K is a hash of (K, t * 784 + i) (SplitMix64's
 finaliser), so a presentation's input spikes depend on nothing but its key.
 No generator state is carried, threads cannot perturb each other, and a
 resumed run draws exactly what an uninterrupted one would.
-
-Threads: training is sequential by nature (each image changes the weights the
-next one sees) and one image is too small to split across threads per step,
-so `train_images` runs on one thread.  `respond_images` (plasticity off) runs
-images in parallel with `prange`: each iteration writes only its own row of
-the outputs and reads the shared weights, so results do not depend on the
-thread count or scheduling.
 
 Everything is float64: theta's per-step decay factor exp(-1 ms / 1e7 ms) =
 1 - 1e-7 is not representable in float32 (its spacing below 1 is 6e-8).
@@ -151,107 +163,213 @@ def present(weights, theta, pixel_index, pixel_value, key, rate_hz, c, learn, co
     neurons that fired.  Returns (total number of output spikes, number of
     neurons that fired), so fired[:that number] is meaningful.
     """
-    n_active = pixel_index.shape[0]
-    prob = np.empty(n_active)
-    for k in range(n_active):
-        # p_k = x_k * rate * dt / 1000   (rate in Hz, dt in ms)
-        prob[k] = pixel_value[k] * rate_hz * c.dt_ms / 1000.0
-    no_raster = np.zeros((1, 1), dtype=np.bool_)
-    return _simulate(weights, theta, pixel_index, prob, key, no_raster, False, c, learn, counts, fired)
+    step_start, spiking, currents = new_buffers(c.num_steps, weights.shape[1], CHUNK_STEPS)
+    draw_input_spikes(pixel_index, pixel_value, key, rate_hz, c, step_start, spiking)
+    return run_steps(weights, theta, pixel_index, step_start, spiking, currents, False, c, learn, counts, fired)
 
 
 @numba.njit(cache=True)
 def present_raster(weights, theta, pixel_index, raster, c, learn, counts, fired):
     """`present` with the input spikes given: raster (c.num_steps, K) bool, raster[t, k]
     True when input pixel_index[k] spikes at step t.  For hand-made test cases."""
-    prob = np.zeros(pixel_index.shape[0])
-    return _simulate(weights, theta, pixel_index, prob, ONE_U64, raster, True, c, learn, counts, fired)
+    step_start, spiking, currents = new_buffers(c.num_steps, weights.shape[1], CHUNK_STEPS)
+    position = 0
+    for t in range(c.num_steps):
+        step_start[t] = position
+        for k in range(pixel_index.shape[0]):
+            if raster[t, k]:
+                spiking[position] = k
+                position += 1
+    step_start[c.num_steps] = position
+    return run_steps(weights, theta, pixel_index, step_start, spiking, currents, False, c, learn, counts, fired)
 
 
 @numba.njit(inline="always")
-def _simulate(weights, theta, pixel_index, prob, key, raster, use_raster, c, learn, counts, fired):
-    """The time-step loop of `present`: input spikes drawn (u < p_k), or read from `raster`."""
+def new_buffers(num_steps, n_neurons, chunk_steps):
+    """Scratch space of one presentation, allocated once per batch of images (per
+    thread in the frozen passes): the input spikes step by step (step_start, spiking;
+    see `draw_input_spikes`) and the input currents of every neuron for `chunk_steps`
+    steps at a time."""
+    step_start = np.zeros(num_steps + 1, dtype=np.int64)
+    spiking = np.zeros(num_steps * N_INPUT, dtype=np.int64)
+    currents = np.empty((min(chunk_steps, num_steps), n_neurons))
+    return step_start, spiking, currents
+
+
+@numba.njit(inline="always")
+def draw_input_spikes(pixel_index, pixel_value, key, rate_hz, c, step_start, spiking):
+    """The Poisson input of a presentation, as lists per step: the inputs k (ascending)
+    that spike at step t are spiking[step_start[t] : step_start[t + 1]]."""
+    position = 0
+    for t in range(c.num_steps):
+        step_start[t] = position
+        for k in range(pixel_index.shape[0]):
+            # p_k = x_k * rate * dt / 1000   (rate in Hz, dt in ms); input k spikes when u < p_k
+            if uniform(key, t * N_INPUT + pixel_index[k]) < pixel_value[k] * rate_hz * c.dt_ms / 1000.0:
+                spiking[position] = k
+                position += 1
+    step_start[c.num_steps] = position
+
+
+# Neurons per block when the currents are summed: a block's slice of the active input
+# rows and of the (T, N) currents stay in the L2 cache while every step is summed.
+CURRENT_BLOCK = 256
+# Steps whose currents are summed ahead at a time: 10 x N float64 (0.5 MB at 6,400
+# neurons) stays in the cache between the summing and the time-step loop.
+CHUNK_STEPS = 10
+
+
+@numba.njit(inline="always")
+def _accumulate_block(weights, pixel_index, step_start, spiking, currents, first_step, first, last):
+    """currents[r, first:last] = the current of step first_step + r, for every row r.  Four spiking rows are added per pass
+    over the block, left to right, so each sum has the same order (and bits) as adding
+    one row at a time, with a quarter of the loads and stores of the partial sums."""
+    for r in range(min(currents.shape[0], step_start.shape[0] - 1 - first_step)):
+        t = first_step + r
+        out = currents[r, first:last]
+        out[:] = 0.0
+        s = step_start[t]
+        stop = step_start[t + 1]
+        while s + 4 <= stop:
+            a = weights[pixel_index[spiking[s]], first:last]
+            b = weights[pixel_index[spiking[s + 1]], first:last]
+            c = weights[pixel_index[spiking[s + 2]], first:last]
+            d = weights[pixel_index[spiking[s + 3]], first:last]
+            for j in range(out.shape[0]):
+                # I_n(t) <- I_n(t) + w_kn   for each input k spiking at t, in ascending k
+                out[j] = out[j] + a[j] + b[j] + c[j] + d[j]
+            s += 4
+        while s < stop:
+            a = weights[pixel_index[spiking[s]], first:last]
+            for j in range(out.shape[0]):
+                out[j] = out[j] + a[j]
+            s += 1
+
+
+@numba.njit(cache=True)
+def accumulate_currents(weights, pixel_index, step_start, spiking, currents, first_step):
+    """currents[r, n] = sum of w_kn over the inputs k that spike at step first_step + r
+    (ascending k, from 0.0), for every row r of `currents` (up to the last step) and
+    every neuron, from the weights as they are now; one thread."""
+    n_neurons = weights.shape[1]
+    for first in range(0, n_neurons, CURRENT_BLOCK):
+        last = min(first + CURRENT_BLOCK, n_neurons)
+        _accumulate_block(weights, pixel_index, step_start, spiking, currents, first_step, first, last)
+
+
+@numba.njit(parallel=True, cache=True)
+def accumulate_currents_parallel(weights, pixel_index, step_start, spiking, currents, first_step):
+    """`accumulate_currents` with the blocks of neurons split across threads: each sum
+    is still made by one thread in the same order, so the bits do not depend on threads."""
+    n_neurons = weights.shape[1]
+    n_blocks = (n_neurons + CURRENT_BLOCK - 1) // CURRENT_BLOCK
+    for block in prange(n_blocks):
+        first = block * CURRENT_BLOCK
+        last = min(first + CURRENT_BLOCK, n_neurons)
+        _accumulate_block(weights, pixel_index, step_start, spiking, currents, first_step, first, last)
+
+
+@numba.njit(cache=True)
+def run_steps(weights, theta, pixel_index, step_start, spiking, currents, parallel, c, learn, counts, fired):
+    """The time-step loop of a presentation, given its input spikes (step_start, spiking).
+
+    The input currents are summed ahead, currents.shape[0] steps at a time (across
+    threads when `parallel`), from the weights as they are at the start of those
+    steps.  That is exact for every neuron that has not fired yet: nothing changes
+    its column until it fires (depression needs x_post > 0, potentiation a spike).  The few neurons that have fired have their current summed here, step by
+    step, from their live weights, which are depressed right after being read.
+
+    The pass over all neurons has no branches (a refractory neuron only leaks), so
+    the compiler turns it into vector instructions; only in a step with a candidate
+    spike are the neurons scanned again to find who fires.
+    """
     n_neurons = weights.shape[1]
     n_active = pixel_index.shape[0]
     v = np.full(n_neurons, c.v_rest)
-    refractory = np.zeros(n_neurons, dtype=np.int64)
+    free_from = np.zeros(n_neurons, dtype=np.int64)  # refractory until step free_from[n]
     post_trace = np.zeros(n_neurons)
     pre_trace = np.zeros(n_active)
-    current = np.zeros(n_neurons)
-    fired_before = np.zeros(n_neurons, dtype=np.int64)  # 1 where the neuron fired at t-1
-    fired_now = np.zeros(n_neurons, dtype=np.int64)
-    n_fired_before = 0
+    live_current = np.zeros(n_neurons)
+    spiked_before = np.zeros(n_neurons)  # 1.0 where the neuron fired at t-1
+    spikers_before = np.zeros(n_neurons, dtype=np.int64)  # the neurons that fired at t-1 ...
+    spikers_now = np.zeros(n_neurons, dtype=np.int64)  # ... and at t, ascending
+    n_before = 0
     n_fired = 0  # fired[:n_fired]: the neurons that have fired so far, the only ones with x_post > 0
     counts[:] = 0
     total = 0
+    chunk = currents.shape[0]
     for t in range(c.num_steps):
+        if t % chunk == 0:
+            if parallel:
+                accumulate_currents_parallel(weights, pixel_index, step_start, spiking, currents, t)
+            else:
+                accumulate_currents(weights, pixel_index, step_start, spiking, currents, t)
+        current = currents[t % chunk]
         for j in range(n_fired):
             n = fired[j]
             # x_post <- x_post * exp(-dt / tau_post)   (0 stays 0 for the neurons not in fired)
             post_trace[n] = post_trace[n] * c.decay_post
+            live_current[j] = 0.0
         for k in range(n_active):
             # x_pre <- x_pre * exp(-dt / tau_pre)
             pre_trace[k] = pre_trace[k] * c.decay_pre
 
-        # Input events: only the rows of inputs that spike now are read.
-        for k in range(n_active):
-            if use_raster:
-                spikes = raster[t, k]
-            else:
-                spikes = uniform(key, t * N_INPUT + pixel_index[k]) < prob[k]
-            if spikes:
+        # Input events: the neurons that have fired read (then depress) their live weights.
+        for s in range(step_start[t], step_start[t + 1]):
+            k = spiking[s]
+            if learn:
                 row = weights[pixel_index[k]]
-                for n in range(n_neurons):
+                for j in range(n_fired):
+                    n = fired[j]
                     # I_n <- I_n + w_kn
-                    current[n] += row[n]
-                if learn:
-                    for j in range(n_fired):
-                        n = fired[j]
-                        # w_kn <- max(w_kn - nu_pre * x_post_n, w_min)
-                        row[n] = max(row[n] - c.nu_pre * post_trace[n], c.w_min)
-                # x_pre_k <- 1
-                pre_trace[k] = 1.0
+                    live_current[j] += row[n]
+                    # w_kn <- max(w_kn - nu_pre * x_post_n, w_min)
+                    row[n] = max(row[n] - c.nu_pre * post_trace[n], c.w_min)
+            # x_pre_k <- 1
+            pre_trace[k] = 1.0
+        if learn:
+            for j in range(n_fired):
+                current[fired[j]] = live_current[j]
 
+        spikes_before = float(n_before)
         n_candidates = 0
-        best = -1
-        best_margin = 0.0
         for n in range(n_neurons):
             # v <- v_rest + (v - v_rest) * exp(-dt / tau_m)
-            v[n] = c.v_rest + (v[n] - c.v_rest) * c.decay_v
+            leaked = c.v_rest + (v[n] - c.v_rest) * c.decay_v
             if learn:
                 # theta <- theta * exp(-dt / tau_theta)
                 theta[n] = theta[n] * c.decay_theta
-            input_current = current[n]
-            current[n] = 0.0  # ready for the next step
-            fired_now[n] = 0
-            if refractory[n] > 0:
-                refractory[n] -= 1
-                continue
-            # v <- v + I - w_inh * (spikes of the other neurons at t-1)
-            v[n] = v[n] + input_current - c.w_inh * (n_fired_before - fired_before[n])
+            # v <- v + I - w_inh * (spikes of the other neurons at t-1), unless refractory
+            integrated = leaked + current[n] - c.w_inh * (spikes_before - spiked_before[n])
+            free = t >= free_from[n]
+            v[n] = integrated if free else leaked
             # fire when v >= v_thresh + theta
-            margin = v[n] - (c.v_thresh + theta[n])
-            if margin >= 0.0:
-                fired_now[n] = 1
-                n_candidates += 1
-                if best < 0 or margin > best_margin:
-                    best = n
-                    best_margin = margin
-        if c.one_spike and n_candidates > 1:
-            # winner-take-all within the step: only the largest margin fires
-            for n in range(n_neurons):
-                fired_now[n] = 0
-            fired_now[best] = 1
-            n_candidates = 1
+            n_candidates += free & (v[n] - (c.v_thresh + theta[n]) >= 0.0)
 
-        for n in range(n_neurons):
-            if fired_now[n] == 0:
-                continue
+        n_now = 0
+        if n_candidates > 0:
+            best = -1
+            best_margin = 0.0
+            for n in range(n_neurons):
+                margin = v[n] - (c.v_thresh + theta[n])
+                if t >= free_from[n] and margin >= 0.0:
+                    spikers_now[n_now] = n
+                    n_now += 1
+                    if best < 0 or margin > best_margin:
+                        best = n
+                        best_margin = margin
+            if c.one_spike and n_now > 1:
+                # winner-take-all within the step: only the largest margin fires (lowest index on ties)
+                spikers_now[0] = best
+                n_now = 1
+
+        for j in range(n_now):
+            n = spikers_now[j]
             if counts[n] == 0:
                 fired[n_fired] = n
                 n_fired += 1
             v[n] = c.v_reset
-            refractory[n] = c.refrac_steps
+            free_from[n] = t + c.refrac_steps + 1  # refractory for refrac_steps steps
             post_trace[n] = 1.0
             counts[n] += 1
             if learn:
@@ -261,9 +379,13 @@ def _simulate(weights, theta, pixel_index, prob, key, raster, use_raster, c, lea
                     i = pixel_index[k]
                     # w_kn <- min(w_kn + nu_post * x_pre_k, w_max)
                     weights[i, n] = min(weights[i, n] + c.nu_post * pre_trace[k], c.w_max)
-        total += n_candidates
-        fired_before, fired_now = fired_now, fired_before
-        n_fired_before = n_candidates
+        total += n_now
+        for j in range(n_before):
+            spiked_before[spikers_before[j]] = 0.0
+        for j in range(n_now):
+            spiked_before[spikers_now[j]] = 1.0
+        spikers_before, spikers_now = spikers_now, spikers_before
+        n_before = n_now
     return total, n_fired
 
 
@@ -303,7 +425,7 @@ def normalise_columns(weights, weight_sum, columns):
 
 
 @numba.njit(inline="always")
-def _present_until_enough(weights, theta, image, image_key, c, learn, counts):
+def _present_until_enough(weights, theta, image, image_key, c, learn, counts, step_start, spiking, currents, parallel):
     """Present an image, and again at a rate c.rate_step_hz higher each time, until it
     draws at least c.min_spikes output spikes or c.max_presentations is reached.
     While learning, theta decays by the rest period and the columns of the neurons
@@ -316,7 +438,10 @@ def _present_until_enough(weights, theta, image, image_key, c, learn, counts):
     while True:
         rate_hz = c.max_rate_hz + attempt * c.rate_step_hz
         key = presentation_key(image_key, attempt)
-        total, n_fired = present(weights, theta, pixel_index, pixel_value, key, rate_hz, c, learn, counts, fired)
+        draw_input_spikes(pixel_index, pixel_value, key, rate_hz, c, step_start, spiking)
+        total, n_fired = run_steps(
+            weights, theta, pixel_index, step_start, spiking, currents, parallel, c, learn, counts, fired
+        )
         if learn:
             for n in range(theta.shape[0]):
                 # rest between images: theta <- theta * exp(-rest / tau_theta)
@@ -332,19 +457,26 @@ def _present_until_enough(weights, theta, image, image_key, c, learn, counts):
 def train_images(weights, theta, images, image_keys, c, counts_out, presentations_out):
     """Learn from images (M, 784) in order, updating weights and theta in place.
     counts_out (M, N) gets each image's spike counts (its last presentation),
-    presentations_out (M,) how often it was presented.  One thread: see the module
-    docstring."""
+    presentations_out (M,) how often it was presented.  The images go one after the
+    other (each changes the weights the next one sees); only the summing of each
+    presentation's currents is split across threads (see the module docstring)."""
+    step_start, spiking, currents = new_buffers(c.num_steps, weights.shape[1], CHUNK_STEPS)
     for m in range(images.shape[0]):
         presentations_out[m] = _present_until_enough(
-            weights, theta, images[m], image_keys[m], c, True, counts_out[m]
+            weights, theta, images[m], image_keys[m], c, True, counts_out[m], step_start, spiking, currents, True
         )
 
 
 @numba.njit(parallel=True, cache=True)
-def respond_images(weights, theta, images, image_keys, c, counts_out, presentations_out):
+def respond_images(weights, theta, images, image_keys, c, counts_out, presentations_out, n_workers):
     """Spike counts (M, N) of the frozen network (no plasticity, theta fixed) to images
-    (M, 784), in parallel over images; same re-presentation rule as training."""
-    for m in prange(images.shape[0]):
-        presentations_out[m] = _present_until_enough(
-            weights, theta, images[m], image_keys[m], c, False, counts_out[m]
-        )
+    (M, 784), in parallel over images: worker w of n_workers (one per thread) takes
+    images w, w + n_workers, ... with its own scratch buffers.  Same re-presentation
+    rule as training."""
+    n_images = images.shape[0]
+    for worker in prange(n_workers):
+        step_start, spiking, currents = new_buffers(c.num_steps, weights.shape[1], CHUNK_STEPS)
+        for m in range(worker, n_images, n_workers):
+            presentations_out[m] = _present_until_enough(
+                weights, theta, images[m], image_keys[m], c, False, counts_out[m], step_start, spiking, currents, False
+            )
