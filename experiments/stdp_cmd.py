@@ -9,17 +9,25 @@ Outputs in --out:
     stdp_assignments.json         the label of each neuron (-1: never fired)
     stdp_receptive_fields.png     each neuron's input weights as a 28x28 image
     stdp_state.npz                weights, thresholds and position: `--resume` continues from it
+    stdp_evaluations.json         scores of `--evaluate-only` runs (other readout settings)
 
 A checkpoint comes every --checkpoint-every training images and at the end of
 every epoch: the network, frozen, answers the first --assign-images training
 images (their labels name the neurons) and then the first --test-images test
-images (classified by those names).  Test labels are only ever used to score;
-nothing is chosen by them.  The last line printed is `test accuracy: NN.NN%`.
+images (classified by those names), once per readout (--readout:
+`learned`, D&C's thresholds as trained, and `equal_norm`, every neuron's
+weights rescaled to one Euclidean norm under one threshold; see
+plasticity.stdp_readout).  --validation N holds N training images out of
+training and labelling and scores them too, for choosing settings; test labels
+are only ever used to score.  The last line printed is `test accuracy: NN.NN%`
+(the equal_norm readout's when it is evaluated).  --evaluate-only scores a saved
+network again with other readout settings.
 
-Results depend on --seed alone: training runs on one thread, the frozen passes
-run images in parallel but each image's input spikes depend only on its own
-key, so --threads changes the speed, not the numbers, and a resumed run
-reproduces an uninterrupted one exactly.
+Results depend on --seed alone: training takes the images one by one (threads
+only split the summing of currents, each sum on one thread in a fixed order),
+the frozen passes run images in parallel but each image's input spikes depend
+only on its own key, so --threads changes the speed, not the numbers, and a
+resumed run reproduces an uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -29,25 +37,34 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from dataclasses import asdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from experiments.cli import add_common_options
+from experiments.stdp_figure import save_receptive_fields
 from plasticity.stdp import (
     STREAM_ASSIGN,
     STREAM_TEST,
     STREAM_TRAIN,
+    STREAM_VALIDATION,
     StdpConfig,
     StdpNetwork,
-    assign_labels,
-    classify,
     image_keys,
-    receptive_field_grid,
 )
-from training.data import NUM_CLASSES, load_mnist
+from plasticity.stdp_readout import (
+    READOUT_NAMES,
+    EqualNormReadout,
+    class_count_sums,
+    classify,
+    equal_norm_readout,
+    labels_from_rates,
+    rates_from_sums,
+)
+from training.data import NUM_CLASSES, carve_validation, load_mnist
 from training.errors import SnnMnistError
 from training.progress import ProgressBar, progress_bar
 from training.runtime import configure_threads, seed_everything
@@ -57,14 +74,17 @@ ACCURACY_FILE = "stdp_accuracy.json"
 ASSIGNMENTS_FILE = "stdp_assignments.json"
 FIGURE_FILE = "stdp_receptive_fields.png"
 STATE_FILE = "stdp_state.npz"
+EVALUATIONS_FILE = "stdp_evaluations.json"
 STATE_VERSION = 1
 TRAIN_SIZE = 60_000
 TEST_SIZE = 10_000
-CHUNK = 200  # images per kernel call: progress-bar granularity
+CHUNK = 200  # training images per kernel call: progress-bar granularity
+RESPOND_CHUNK = 2000  # frozen responses held at a time
 QUICK = {"train_images": 1000, "assign_images": 500, "test_images": 500, "checkpoint_every": 500}
 FULL = {"train_images": TRAIN_SIZE, "assign_images": TRAIN_SIZE, "test_images": TEST_SIZE, "checkpoint_every": 10_000}
 # Settings that must match for --resume to continue a run (epochs may grow).
-RESUME_KEYS = ("seed", "train_images", "assign_images", "test_images", "checkpoint_every")
+RESUME_KEYS = ("seed", "train_images", "assign_images", "test_images", "checkpoint_every", "validation")
+RESUME_DEFAULTS = {"validation": 0}  # settings that runs saved before they existed had at this value
 
 
 class ResumeError(SnnMnistError):
@@ -97,12 +117,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--test-images", type=int, default=None, help="test images scored (default: all 10000)")
     parser.add_argument(
+        "--validation", type=int, default=0, metavar="N",
+        help="hold N random training images out of training and labelling (a fixed draw) and score them at "
+        "every checkpoint, for choosing settings without the test set (default: 0, none)",
+    )
+    parser.add_argument(
         "--checkpoint-every",
         type=int,
         default=None,
         help="training images between checkpoints (evaluate + save state; default: 10000)",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    parser.add_argument(
+        "--evaluate-only", action="store_true",
+        help="score the network saved in --out again with the --readout flags given (its own network and "
+        f"run settings are used; nothing is trained and its files are left as they are); appends to {EVALUATIONS_FILE}",
+    )
+    readout = EqualNormReadout()
+    parser.add_argument(
+        "--readout", choices=(*READOUT_NAMES, "both"), default="both",
+        help="how the frozen network answers at each checkpoint: learned (D&C: the thresholds as trained), "
+        "equal_norm (every neuron's weights rescaled to one Euclidean norm, one threshold for all; see "
+        "docs/stdp.md), or both (default; the last line reports equal_norm)",
+    )
+    parser.add_argument(
+        "--readout-norm", type=float, default=readout.norm,
+        help=f"equal_norm readout: Euclidean norm of every neuron's input weights (default: {readout.norm:g})",
+    )
+    parser.add_argument(
+        "--readout-theta", type=float, default=readout.theta_mv,
+        help=f"equal_norm readout: the threshold above v_thresh shared by all neurons, in mV (default: {readout.theta_mv:g})",
+    )
     defaults = StdpConfig()
     parser.add_argument(
         "--inhibition", type=float, default=defaults.w_inh_mv,
@@ -120,6 +165,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--theta-plus", type=float, default=defaults.theta_plus_mv,
         help=f"threshold increase per spike in mV (default: {defaults.theta_plus_mv})",
+    )
+    parser.add_argument(
+        "--tau-theta", type=float, default=defaults.tau_theta_ms,
+        help=f"time constant of the threshold's decay in ms (default: {defaults.tau_theta_ms:g})",
     )
     parser.add_argument(
         "--one-spike", action=argparse.BooleanOptionalAction, default=defaults.one_spike,
@@ -140,16 +189,39 @@ def _positive(name: str, value: int, upper: int | None = None) -> int:
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     """Run settings from the flags, --quick filling what was not given."""
     base = QUICK if args.quick else FULL
-    pick = lambda name: getattr(args, name) if getattr(args, name) is not None else base[name]  # noqa: E731
     if not isinstance(args.seed, int) or args.seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {args.seed!r}")
+    validation = args.validation
+    if isinstance(validation, bool) or not isinstance(validation, int) or not 0 <= validation < TRAIN_SIZE:
+        raise ValueError(f"--validation must be a whole number of images from 0 to {TRAIN_SIZE - 1}, got {validation!r}")
+    available = TRAIN_SIZE - validation  # the training images left for training and labelling
+
+    def pick(name: str) -> int:
+        given = getattr(args, name)
+        return given if given is not None else min(base[name], available if name != "test_images" else TEST_SIZE)
+
     return {
         "seed": args.seed,
         "epochs": _positive("--epochs", args.epochs),
-        "train_images": _positive("--train-images", pick("train_images"), TRAIN_SIZE),
-        "assign_images": _positive("--assign-images", pick("assign_images"), TRAIN_SIZE),
+        "train_images": _positive("--train-images", pick("train_images"), available),
+        "assign_images": _positive("--assign-images", pick("assign_images"), available),
         "test_images": _positive("--test-images", pick("test_images"), TEST_SIZE),
         "checkpoint_every": _positive("--checkpoint-every", pick("checkpoint_every")),
+        "validation": validation,
+        **_readout_settings(args),
+    }
+
+
+def primary_readout(readouts: Any) -> str:
+    """The readout a run's headline accuracy is: equal_norm when it was evaluated, else learned."""
+    return "equal_norm" if "equal_norm" in readouts else "learned"
+
+
+def _readout_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """How checkpoints read the network (may change on --resume: training does not depend on it)."""
+    return {
+        "readouts": list(READOUT_NAMES) if args.readout == "both" else [args.readout],
+        "equal_norm_readout": asdict(EqualNormReadout(args.readout_norm, args.readout_theta)),
     }
 
 
@@ -162,6 +234,7 @@ def _config(args: argparse.Namespace) -> StdpConfig:
         present_ms=args.present_ms,
         dt_ms=args.dt,
         theta_plus_mv=args.theta_plus,
+        tau_theta_ms=args.tau_theta,
         nu_pre=args.nu_pre,
         nu_post=args.nu_post,
         one_spike=args.one_spike,
@@ -220,9 +293,9 @@ def _check_resumable(meta: dict[str, Any], config: StdpConfig, settings: dict[st
         if config.to_json().get(name) != value
     ]
     differences += [
-        f"{name}: saved {meta['settings'][name]!r}, now {settings[name]!r}"
+        f"{name}: saved {meta['settings'].get(name, RESUME_DEFAULTS.get(name))!r}, now {settings[name]!r}"
         for name in RESUME_KEYS
-        if meta["settings"].get(name) != settings[name]
+        if meta["settings"].get(name, RESUME_DEFAULTS.get(name)) != settings[name]
     ]
     if differences:
         raise ResumeError(
@@ -233,116 +306,92 @@ def _check_resumable(meta: dict[str, Any], config: StdpConfig, settings: dict[st
 
 def _files_of_other_commands(folder: Path) -> list[str]:
     """Names of the (non-hidden) files in `folder` that `snn-mnist stdp` does not write."""
-    own = {CONFIG_FILE, ACCURACY_FILE, ASSIGNMENTS_FILE, FIGURE_FILE, STATE_FILE}
+    own = {CONFIG_FILE, ACCURACY_FILE, ASSIGNMENTS_FILE, FIGURE_FILE, STATE_FILE, EVALUATIONS_FILE}
     return sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith(".") and entry.name not in own)
-
-
-FIGURE_FULL_COLUMNS = 40  # up to 40 x 40 tiles (1,600 neurons) every tile is drawn with its label
-ZOOM_COLUMNS = 10  # larger networks: a downsampled overview plus the first 10 x 10 tiles
-
-
-def _save_figure(path: Path, network: StdpNetwork, assignments: np.ndarray, title: str) -> None:
-    """Every neuron's input weights as a 28x28 tile with its label; above 1,600 neurons an
-    overview of all tiles (each 28x28 tile averaged down to 14x14, no labels) beside a
-    labelled zoom of the first ZOOM_COLUMNS x ZOOM_COLUMNS neurons."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = network.config.n_neurons
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    vmax = float(np.nanpercentile(network.weights, 99.5)) or 1.0
-
-    def draw(axes: Any, weights: np.ndarray, columns: int, labels: np.ndarray | None) -> Any:
-        grid = receptive_field_grid(weights, columns)
-        image = axes.imshow(grid, cmap="hot_r", vmin=0.0, vmax=vmax, interpolation="nearest")
-        if labels is not None:
-            for j, label in enumerate(labels):
-                r, c = divmod(j, columns)
-                text = "-" if label < 0 else str(int(label))
-                axes.text(c * 29 + 1, r * 29 + 1, text, color="tab:blue", fontsize=6, va="top", ha="left")
-        axes.set_axis_off()
-        return image
-
-    if cols <= FIGURE_FULL_COLUMNS:
-        inches = max(6.0, 0.5 * cols)
-        figure, axes = plt.subplots(figsize=(inches, inches * rows / cols + 0.5))
-        image = draw(axes, network.weights, cols, assignments)
-        axes.set_title(title, fontsize=9)
-        figure.colorbar(image, ax=axes, fraction=0.03, pad=0.01, label="weight")
-        figure.tight_layout()
-    else:
-        # overview: mean over 2x2 pixel blocks, so an 80 x 80 grid stays a readable size
-        small = network.weights.reshape(14, 2, 14, 2, n).mean(axis=(1, 3)).reshape(196, n)
-        zoom = min(n, ZOOM_COLUMNS * ZOOM_COLUMNS)
-        figure, (left, right) = plt.subplots(1, 2, figsize=(22, 11.5), gridspec_kw={"width_ratios": [1, 1]})
-        image = _draw_small_tiles(left, small, cols, vmax)
-        left.set_title(f"all {n} neurons (each tile averaged to 14x14)", fontsize=9)
-        draw(right, network.weights[:, :zoom], ZOOM_COLUMNS, assignments[:zoom])
-        right.set_title(f"zoom: neurons 0-{zoom - 1} with their labels", fontsize=9)
-        figure.suptitle(title, fontsize=10)
-        figure.colorbar(image, ax=[left, right], fraction=0.02, pad=0.01, label="weight")
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _draw_small_tiles(axes: Any, tiles: np.ndarray, columns: int, vmax: float) -> Any:
-    """Tiles (196, N), each a 14x14 image, in a grid `columns` wide with 1-pixel gaps."""
-    n = tiles.shape[1]
-    rows = int(np.ceil(n / columns))
-    grid = np.full((rows * 15 - 1, columns * 15 - 1), np.nan)
-    for j in range(n):
-        r, c = divmod(j, columns)
-        grid[r * 15 : r * 15 + 14, c * 15 : c * 15 + 14] = tiles[:, j].reshape(14, 14)
-    image = axes.imshow(grid, cmap="hot_r", vmin=0.0, vmax=vmax, interpolation="nearest")
-    axes.set_axis_off()
-    return image
 
 
 # ---------------------------------------------------------------------------
 # Training and evaluation
 
 
-def _respond(network: StdpNetwork, images: np.ndarray, keys: np.ndarray, desc: str) -> np.ndarray:
-    """Frozen responses in chunks, with a progress bar (in a log: no summary line, the
-    checkpoint line reports the evaluation)."""
-    counts = np.zeros((images.shape[0], network.config.n_neurons), dtype=np.int32)
-    step = 2000
+def _respond_in_chunks(
+    network: StdpNetwork, images: np.ndarray, keys: np.ndarray, desc: str
+) -> Iterator[tuple[slice, np.ndarray]]:
+    """Frozen responses, RESPOND_CHUNK images at a time: (their slice, counts), with a
+    progress bar (in a log: no summary line, the checkpoint line reports the evaluation).
+    Chunks keep memory small: all 60,000 labelling responses of 6,400 neurons would
+    take 1.5 GB as int32."""
     with progress_bar(
         total=images.shape[0], desc=desc, unit="img", leave=False, mininterval=1.0, position=1, summary=False
     ) as bar:
-        for start in range(0, images.shape[0], step):
-            stop = min(start + step, images.shape[0])
-            counts[start:stop], _ = network.respond(images[start:stop], keys[start:stop])
-            bar.update(stop - start)
-    return counts
+        for start in range(0, images.shape[0], RESPOND_CHUNK):
+            chunk = slice(start, min(start + RESPOND_CHUNK, images.shape[0]))
+            counts, _ = network.respond(images[chunk], keys[chunk])
+            yield chunk, counts
+            bar.update(chunk.stop - chunk.start)
+
+
+def _label_neurons(network: StdpNetwork, images: np.ndarray, labels: np.ndarray, keys: np.ndarray, desc: str) -> np.ndarray:
+    """D&C's labels from the frozen responses, the per-class spike sums added up chunk by chunk."""
+    sums = np.zeros((NUM_CLASSES, network.config.n_neurons))
+    for chunk, counts in _respond_in_chunks(network, images, keys, desc):
+        sums += class_count_sums(counts, labels[chunk])
+    return labels_from_rates(rates_from_sums(sums, np.bincount(labels, minlength=NUM_CLASSES)))
+
+
+def _score(
+    network: StdpNetwork, images: np.ndarray, labels: np.ndarray, keys: np.ndarray, assignments: np.ndarray, desc: str
+) -> float:
+    """Fraction of images whose D&C class (from the frozen responses) is their label."""
+    correct = 0
+    for chunk, counts in _respond_in_chunks(network, images, keys, desc):
+        correct += int(np.sum(classify(counts, assignments) == labels[chunk]))
+    return correct / len(labels)
 
 
 def _evaluate(
     network: StdpNetwork,
     data: dict[str, np.ndarray],
-    seed: int,
-) -> tuple[float, np.ndarray, float]:
-    """Label neurons from frozen responses to the labelling images, score the test images.
-    Returns (test accuracy, assignments, seconds)."""
-    started = time.perf_counter()
-    assign_keys = image_keys(seed, STREAM_ASSIGN, 0, np.arange(len(data["assign_y"])))
-    test_keys = image_keys(seed, STREAM_TEST, 0, np.arange(len(data["test_y"])))
-    assign_counts = _respond(network, data["assign_x"], assign_keys, "label neurons")
-    assignments = assign_labels(assign_counts, data["assign_y"])
-    test_counts = _respond(network, data["test_x"], test_keys, "test")
-    accuracy = float(np.mean(classify(test_counts, assignments) == data["test_y"]))
-    return accuracy, assignments, time.perf_counter() - started
+    settings: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
+    """For each readout of the run: label the neurons from the frozen network's responses
+    to the labelling images, then score the test images (and the validation images, when
+    held out).  Returns {readout: {"test_accuracy", ["validation_accuracy",]
+    "assignments", "eval_seconds"}}."""
+    seed = settings["seed"]
+    results = {}
+    for readout in settings["readouts"]:
+        started = time.perf_counter()
+        if readout == "equal_norm":
+            answering = equal_norm_readout(network, EqualNormReadout(**settings["equal_norm_readout"]))
+        else:
+            answering = network
+        assign_keys = image_keys(seed, STREAM_ASSIGN, 0, np.arange(len(data["assign_y"])))
+        assignments = _label_neurons(answering, data["assign_x"], data["assign_y"], assign_keys, f"{readout}: label neurons")
+        result: dict[str, Any] = {"assignments": assignments}
+        for split, stream in (("validation", STREAM_VALIDATION), ("test", STREAM_TEST)):
+            if len(data[f"{split}_y"]) == 0:
+                continue
+            keys = image_keys(seed, stream, 0, np.arange(len(data[f"{split}_y"])))
+            images, labels = data[f"{split}_x"], data[f"{split}_y"]
+            result[f"{split}_accuracy"] = _score(answering, images, labels, keys, assignments, f"{readout}: {split}")
+        result["eval_seconds"] = round(time.perf_counter() - started, 3)
+        results[readout] = result
+    return results
 
 
 def _load_data(args: argparse.Namespace, settings: dict[str, Any]) -> dict[str, np.ndarray]:
     train = load_mnist("train", args.data_dir, download=args.download)
     test = load_mnist("test", args.data_dir, download=args.download)
+    validation_x, validation_y = np.zeros((0, 784)), np.zeros(0, dtype=np.int64)
+    if settings["validation"]:
+        train, held_out = carve_validation(train, settings["validation"])
+        validation_x, validation_y = held_out.flat_images.numpy().astype(np.float64), held_out.labels.numpy()
     train_x = train.flat_images.numpy().astype(np.float64)
     train_y = train.labels.numpy()
     return {
+        "validation_x": validation_x,
+        "validation_y": validation_y,
         "train_x": train_x[: settings["train_images"]],
         "train_y": train_y[: settings["train_images"]],
         "assign_x": train_x[: settings["assign_images"]],
@@ -357,7 +406,44 @@ def epoch_order(seed: int, epoch: int, count: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(count)
 
 
+def evaluate_saved(args: argparse.Namespace) -> int:
+    """--evaluate-only: the saved network, frozen, scored with the readouts asked for."""
+    out: Path = args.out
+    state_path = out / STATE_FILE
+    if not state_path.exists():
+        raise ResumeError(f"--evaluate-only: {out} holds no STDP run ({STATE_FILE}). Fix: point --out at a run's folder.")
+    readouts = _readout_settings(args)
+    threads = configure_threads(args.threads)
+    weights, theta, saved = _load_state(state_path)
+    config = StdpConfig.from_json(saved["config"])
+    settings = {**RESUME_DEFAULTS, **saved["settings"], **readouts}
+    history = saved["progress"]["history"]
+    images_seen = history[-1]["images_seen"] if history else 0
+    print(f"evaluating {out}: {config.n_neurons} neurons after {images_seen} training images, {threads} thread(s)")
+    results = _evaluate(StdpNetwork(config, weights, theta), _load_data(args, settings), settings)
+    entry = {
+        "images_seen": images_seen,
+        **readouts,
+        "readout_results": {
+            name: {key: value for key, value in result.items() if key != "assignments"} for name, result in results.items()
+        },
+    }
+    path = out / EVALUATIONS_FILE
+    earlier = json.loads(path.read_text())["evaluations"] if path.exists() else []
+    _write_json(path, {"evaluations": [*earlier, entry]})
+    for name, result in results.items():
+        validation = f"validation {100 * result['validation_accuracy']:.2f}%, " if "validation_accuracy" in result else ""
+        print(f"{name} readout: {validation}test {100 * result['test_accuracy']:.2f}%")
+    primary = primary_readout(results)
+    print(f"test accuracy: {100 * results[primary]['test_accuracy']:.2f}%")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.evaluate_only:
+        if args.resume:
+            raise ValueError("--evaluate-only and --resume exclude each other. Fix: drop one of them.")
+        return evaluate_saved(args)
     command_started = time.perf_counter()
     config = _config(args)
     settings = _settings(args)
@@ -448,10 +534,15 @@ def run(args: argparse.Namespace) -> int:
         f"this command took {time.perf_counter() - command_started:.1f} s"
     )
     print(
-        "test accuracy by images seen: "
+        f"test accuracy by images seen ({final.get('readout', 'learned')} readout): "
         + ", ".join(f"{entry['images_seen']}: {100 * entry['test_accuracy']:.2f}%" for entry in history)
     )
     print(f"outputs in {out}: {CONFIG_FILE}, {ACCURACY_FILE}, {ASSIGNMENTS_FILE}, {FIGURE_FILE}, {STATE_FILE}")
+    for name, result in final.get("readouts", {}).items():
+        validation = f"validation {100 * result['validation_accuracy']:.2f}%, " if "validation_accuracy" in result else ""
+        print(f"{name} readout: {validation}test {100 * result['test_accuracy']:.2f}%")
+    if "validation_accuracy" in final:
+        print(f"validation accuracy: {100 * final['validation_accuracy']:.2f}%")
     print(f"test accuracy: {100 * final['test_accuracy']:.2f}%")
     return 0
 
@@ -467,44 +558,68 @@ def _checkpoint(
     position: int,
     bar: ProgressBar,
 ) -> None:
-    """Evaluate, then write accuracy, assignments, figure and state (state last)."""
-    accuracy, assignments, eval_seconds = _evaluate(network, data, settings["seed"])
+    """Evaluate, then write accuracy, assignments, figure and state (state last).
+
+    The entry's test_accuracy (and validation_accuracy) are the primary readout's:
+    equal_norm when it is evaluated, else learned; `readouts` holds every readout's."""
+    results = _evaluate(network, data, settings)
+    primary = primary_readout(results)
     images_seen = epoch * settings["train_images"] + position
+    accuracy_keys = ("test_accuracy", "validation_accuracy")
     entry = {
         "epoch": epoch + 1,
         "images_in_epoch": position,
         "images_seen": images_seen,
-        "test_accuracy": accuracy,
+        **{key: results[primary][key] for key in accuracy_keys if key in results[primary]},
+        "readout": primary,
+        "readouts": {
+            name: {
+                **{key: result[key] for key in accuracy_keys if key in result},
+                "unassigned_neurons": int(np.sum(result["assignments"] < 0)),
+                "eval_seconds": result["eval_seconds"],
+            }
+            for name, result in results.items()
+        },
         "assign_images": len(data["assign_y"]),
         "test_images": len(data["test_y"]),
+        "validation_images": len(data["validation_y"]),
         "train_seconds": round(progress["train_seconds"], 3),
         "train_images_per_second": round(progress["images_trained"] / max(progress["train_seconds"], 1e-9), 2),
-        "eval_seconds": round(eval_seconds, 3),
+        "eval_seconds": round(sum(result["eval_seconds"] for result in results.values()), 3),
         "mean_theta_mv": float(network.theta.mean()),
     }
     progress["history"].append(entry)
+
+    def scores(result: dict[str, Any]) -> str:
+        validation = f"validation {100 * result['validation_accuracy']:.2f}%, " if "validation_accuracy" in result else ""
+        return f"{validation}test {100 * result['test_accuracy']:.2f}%"
+
     bar.write(
-        f"checkpoint epoch {epoch + 1}, {position} images: test accuracy {100 * accuracy:.2f}% "
-        f"(labels from {entry['assign_images']} training images, {entry['test_images']} test images, "
-        f"evaluation {eval_seconds:.1f} s)"
+        f"checkpoint epoch {epoch + 1}, {position} images: "
+        + "; ".join(f"{name} readout {scores(result)}" for name, result in results.items())
+        + f" (labels from {entry['assign_images']} training images, {entry['test_images']} test images, "
+        f"evaluation {entry['eval_seconds']:.1f} s)"
     )
     _write_json(out / ACCURACY_FILE, {"checkpoints": progress["history"]})
-    per_class = np.bincount(assignments[assignments >= 0], minlength=NUM_CLASSES)
+    assignments = results[primary]["assignments"]
     _write_json(
         out / ASSIGNMENTS_FILE,
         {
             "images_seen": images_seen,
             "assign_images": len(data["assign_y"]),
+            "readout": primary,
             "assignments": assignments.tolist(),
-            "neurons_per_class": per_class.tolist(),
+            "neurons_per_class": np.bincount(assignments[assignments >= 0], minlength=NUM_CLASSES).tolist(),
             "unassigned": int(np.sum(assignments < 0)),
+            "by_readout": {name: result["assignments"].tolist() for name, result in results.items()},
         },
     )
-    _save_figure(
+    save_receptive_fields(
         out / FIGURE_FILE,
         network,
         assignments,
         f"input weights of {network.config.n_neurons} neurons after {images_seen} images, "
-        f"test accuracy {100 * accuracy:.2f}%\n(blue digit: the neuron's assigned label; -: never fired)",
+        f"test accuracy {100 * entry['test_accuracy']:.2f}% ({primary} readout)\n"
+        "(blue digit: the neuron's assigned label; -: never fired)",
     )
     _save_state(out / STATE_FILE, network, progress, meta)

@@ -12,9 +12,8 @@ The network (see docs/stdp.md for the full story and every source):
 
 Each image is shown for `present_ms` from an exactly reset state, and shown
 again at a higher input rate while it draws fewer than `min_spikes` spikes.
-Afterwards each neuron is labelled with the class it responds to most
-(`assign_labels`), and an image is classified as the class whose neurons
-respond most on average (`classify`).
+How the trained network's spikes are read as classes (labels, classification,
+the two readouts) is in `plasticity.stdp_readout`.
 
 The fast simulation is in `plasticity.stdp_kernels` (Numba); the functions
 named `reference_*` here do the same float64 operations in the same order with
@@ -34,15 +33,15 @@ import numpy as np
 from plasticity import stdp_kernels as kernels
 from plasticity.stdp_kernels import N_INPUT, KernelConstants
 
-NUM_CLASSES = 10
 Backend = Literal["numba", "reference"]
 BACKEND_NAMES: tuple[str, ...] = ("numba", "reference")
 
-# Random streams: the input spikes of training, label-assignment and test
-# presentations are drawn from separate, non-overlapping key families.
+# Random streams: the input spikes of training, label-assignment, test and
+# validation presentations are drawn from separate, non-overlapping key families.
 STREAM_TRAIN = 1
 STREAM_ASSIGN = 2
 STREAM_TEST = 3
+STREAM_VALIDATION = 4
 
 _MASK64 = (1 << 64) - 1
 
@@ -54,6 +53,7 @@ FLAG_NAMES: dict[str, str] = {
     "max_rate_hz": "--max-rate",
     "w_inh_mv": "--inhibition",
     "theta_plus_mv": "--theta-plus",
+    "tau_theta_ms": "--tau-theta",
     "nu_pre": "--nu-pre",
     "nu_post": "--nu-post",
 }
@@ -499,51 +499,6 @@ class StdpNetwork:
         workers = max(1, min(numba.get_num_threads(), images.shape[0]))
         kernels.respond_images(self.weights, self.theta, images, keys, self._constants, counts, presentations, workers)
         return counts, presentations
-
-
-# ---------------------------------------------------------------------------
-# Labels and classification (D&C)
-
-
-def class_rates(counts: np.ndarray, labels: np.ndarray, n_classes: int = NUM_CLASSES) -> np.ndarray:
-    """(n_classes, N): each neuron's mean spike count over the images of each class
-    (0 for a class with no images)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    labels = np.asarray(labels)
-    if counts.ndim != 2 or labels.shape != (counts.shape[0],):
-        raise ValueError(f"need counts (M, N) and labels (M,), got {counts.shape} and {labels.shape}")
-    rates = np.zeros((n_classes, counts.shape[1]))
-    for label in range(n_classes):
-        members = labels == label
-        if members.any():
-            rates[label] = counts[members].mean(axis=0)
-    return rates
-
-
-def assign_labels(counts: np.ndarray, labels: np.ndarray, n_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Label each neuron with the class it fires most for on average (D&C); lowest
-    class on ties; -1 for a neuron that never fired (it then takes no part in voting)."""
-    rates = class_rates(counts, labels, n_classes)
-    assignments = np.argmax(rates, axis=0).astype(np.int64)
-    assignments[rates.max(axis=0) <= 0.0] = -1
-    return assignments
-
-
-def class_scores(counts: np.ndarray, assignments: np.ndarray, n_classes: int = NUM_CLASSES) -> np.ndarray:
-    """(M, n_classes): mean spike count of the neurons assigned to each class (D&C);
-    -1 for a class no neuron is assigned to, so it can never win."""
-    counts = np.asarray(counts, dtype=np.float64)
-    scores = np.full((counts.shape[0], n_classes), -1.0)
-    for label in range(n_classes):
-        members = assignments == label
-        if members.any():
-            scores[:, label] = counts[:, members].mean(axis=1)
-    return scores
-
-
-def classify(counts: np.ndarray, assignments: np.ndarray, n_classes: int = NUM_CLASSES) -> np.ndarray:
-    """Predicted class per image: argmax of `class_scores` (lowest class on ties)."""
-    return np.argmax(class_scores(counts, assignments, n_classes), axis=1)
 
 
 def receptive_field_grid(weights: np.ndarray, columns: int | None = None, gap: int = 1) -> np.ndarray:

@@ -1,11 +1,11 @@
 """Tests for the unsupervised STDP network (plasticity.stdp, plasticity.stdp_kernels,
-`snn-mnist stdp`).
+plasticity.stdp_readout, `snn-mnist stdp`).
 
     kernels == NumPy reference, bit for bit, on small networks and real images
     STDP sign and trace decay on hand-made spike trains (both backends)
     neuron dynamics on hand cases: refractoriness, one-spike WTA, lateral inhibition
     normalisation keeps every neuron's weight sum
-    label assignment and classification on hand-made counts
+    label assignment and classification on hand-made counts; the equal-norm readout
     determinism: same seed -> same weights whatever the thread count; resume == no interruption
     it learns: a quick run on real MNIST beats chance and the untrained network
     bad flags -> one clear error naming the flag
@@ -31,15 +31,13 @@ from plasticity.stdp import (
     STREAM_TRAIN,
     StdpConfig,
     StdpNetwork,
-    assign_labels,
-    class_scores,
-    classify,
     image_keys,
     reference_normalise,
     reference_present_raster,
     reference_presentation_key,
     reference_uniforms,
 )
+from plasticity.stdp_readout import EqualNormReadout, assign_labels, class_scores, classify, equal_norm_readout
 from training.data import load_mnist
 
 REPO = Path(__file__).resolve().parents[1]
@@ -387,6 +385,42 @@ def test_assignment_and_classification_by_hand() -> None:
 # Learning on real MNIST
 
 
+def test_equal_norm_readout_rescales_a_copy() -> None:
+    network = StdpNetwork.initial(StdpConfig(n_neurons=7), np.random.default_rng(2))
+    network.theta[:] = np.arange(7.0)
+    before = network.weights.copy(), network.theta.copy()
+    readout = equal_norm_readout(network, EqualNormReadout(norm=4.0, theta_mv=30.0))
+    assert np.allclose(np.linalg.norm(readout.weights, axis=0), 4.0, rtol=1e-12)
+    assert np.all(readout.theta == 30.0)
+    # each column is only rescaled: same direction
+    cosine = (readout.weights * network.weights).sum(0) / (4.0 * np.linalg.norm(network.weights, axis=0))
+    assert np.allclose(cosine, 1.0, rtol=1e-12)
+    assert np.array_equal(network.weights, before[0]) and np.array_equal(network.theta, before[1])
+    with pytest.raises(ValueError, match="--readout-norm"):
+        EqualNormReadout(norm=0.0)
+    with pytest.raises(ValueError, match="--readout-theta"):
+        EqualNormReadout(theta_mv=-1.0)
+
+
+def test_equal_norm_readout_picks_the_most_similar_neuron_not_the_largest_overlap() -> None:
+    # The image lights pixels 0-9.  Neuron 0 puts 1.0 on pixels 0-5 (overlap 6, cosine 0.77),
+    # neuron 1 puts 0.45 on pixels 0-9 (overlap 4.5, cosine 1); both have the same threshold.
+    # The learned readout lets the larger overlap fire first; the equal-norm readout (same
+    # norm for both, so the overlap is the cosine) lets the more similar one fire.
+    config = StdpConfig(n_neurons=2, w_inh_mv=120.0, max_rate_hz=200.0)
+    weights = np.zeros((784, 2))
+    weights[:6, 0] = 1.0
+    weights[:10, 1] = 0.45
+    network = StdpNetwork(config, weights, np.full(2, 50.0))
+    image = np.zeros((40, 784))
+    image[:, :10] = 1.0
+    keys = image_keys(0, STREAM_TEST, 0, np.arange(40))
+    learned, _ = network.respond(image, keys)
+    equal, _ = equal_norm_readout(network, EqualNormReadout(norm=3.0, theta_mv=50.0)).respond(image, keys)
+    assert (learned.argmax(1) == 0).mean() >= 0.9, learned
+    assert (equal.argmax(1) == 1).mean() >= 0.9, equal
+
+
 def test_quick_training_learns(mnist) -> None:
     config = StdpConfig(n_neurons=50)
     rng = np.random.default_rng(0)
@@ -450,16 +484,64 @@ def test_cli_outputs_and_final_line(tmp_path: Path, capsys) -> None:
     assert "--resume" in capsys.readouterr().err
 
 
+def test_cli_readouts_validation_and_tau_theta(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert run_cli(out, "--validation", "500", "--tau-theta", "2e7", "--readout", "both") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    history = json.loads((out / "stdp_accuracy.json").read_text())["checkpoints"]
+    final = history[-1]
+    assert final["readout"] == "equal_norm" and set(final["readouts"]) == {"learned", "equal_norm"}
+    assert final["test_accuracy"] == final["readouts"]["equal_norm"]["test_accuracy"]
+    assert final["validation_images"] == 500 and "validation_accuracy" in final["readouts"]["learned"]
+    assert lines[-1] == f"test accuracy: {100 * final['test_accuracy']:.2f}%"
+    assert lines[-2] == f"validation accuracy: {100 * final['validation_accuracy']:.2f}%"
+    config = json.loads((out / "stdp_config.json").read_text())
+    assert config["config"]["tau_theta_ms"] == 2e7 and config["settings"]["validation"] == 500
+    # the held-out images are neither trained on nor used for labels: 59,500 remain
+    assert config["settings"]["train_images"] == 400  # --train-images still picks among them
+    # learned only: D&C's readout is the primary one
+    assert run_cli(tmp_path / "learned", "--readout", "learned") == 0
+    only = json.loads((tmp_path / "learned" / "stdp_accuracy.json").read_text())["checkpoints"][-1]
+    assert only["readout"] == "learned" and list(only["readouts"]) == ["learned"]
+    # the readout does not touch training: same weights either way
+    assert run_cli(tmp_path / "plain") == 0
+    assert np.array_equal(saved(tmp_path / "learned")[0], saved(tmp_path / "plain")[0])
+
+
+def test_cli_evaluate_only_rescores_without_touching_the_run(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert run_cli(out, "--readout", "learned") == 0
+    before = {name: (out / name).read_bytes() for name in ("stdp_state.npz", "stdp_accuracy.json")}
+    capsys.readouterr()
+    evaluate = ["stdp", "--evaluate-only", "--data-dir", str(data_dir()), "--out", str(out), "--threads", "1"]
+    assert main([*evaluate, "--readout", "equal_norm", "--readout-theta", "40"]) == 0
+    assert main([*evaluate, "--readout", "learned"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    evaluations = json.loads((out / "stdp_evaluations.json").read_text())["evaluations"]
+    assert [list(entry["readout_results"]) for entry in evaluations] == [["equal_norm"], ["learned"]]
+    assert evaluations[0]["equal_norm_readout"]["theta_mv"] == 40.0
+    # the learned readout of the saved network is what the run's last checkpoint scored
+    final = json.loads(before["stdp_accuracy.json"])["checkpoints"][-1]
+    assert evaluations[1]["readout_results"]["learned"]["test_accuracy"] == final["test_accuracy"]
+    assert lines[-1] == f"test accuracy: {100 * final['test_accuracy']:.2f}%"
+    assert all((out / name).read_bytes() == content for name, content in before.items())
+    # nothing to evaluate, or asked to train at the same time: one-line errors
+    assert main([*evaluate[:-4], "--out", str(tmp_path / "empty")]) == 2
+    assert main([*evaluate, "--resume"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert "holds no STDP run" in errors[0] and "--resume" in errors[1]
+
+
 def test_large_network_figure_is_an_overview_and_a_zoom(tmp_path: Path, monkeypatch) -> None:
     # above FIGURE_FULL_COLUMNS tiles a side the figure is a downsampled overview beside a
     # labelled zoom; lowered here so a 25-neuron network takes that path
-    from experiments import stdp_cmd
+    from experiments import stdp_figure
 
-    monkeypatch.setattr(stdp_cmd, "FIGURE_FULL_COLUMNS", 3)
+    monkeypatch.setattr(stdp_figure, "FIGURE_FULL_COLUMNS", 3)
     network = StdpNetwork.initial(StdpConfig(n_neurons=25), np.random.default_rng(0))
     assignments = np.arange(25) % 11 - 1
     path = tmp_path / "fields.png"
-    stdp_cmd._save_figure(path, network, assignments, "title")
+    stdp_figure.save_receptive_fields(path, network, assignments, "title")
     assert path.stat().st_size > 0
 
 
@@ -498,6 +580,11 @@ def test_cli_resume_equals_uninterrupted(tmp_path: Path, capsys) -> None:
         (["--train-images", "70000"], "--train-images"),
         (["--test-images", "0"], "--test-images"),
         (["--nu-post", "-0.1"], "--nu-post"),
+        (["--tau-theta", "0"], "--tau-theta"),
+        (["--readout-norm", "0"], "--readout-norm"),
+        (["--readout-theta", "-3"], "--readout-theta"),
+        (["--validation", "60000"], "--validation"),
+        (["--validation", "59900", "--train-images", "200"], "--train-images"),
     ],
 )
 def test_cli_rejects_nonsense(tmp_path: Path, capsys, flags: list[str], named: str) -> None:
