@@ -54,6 +54,7 @@ from plasticity.stdp import (
     StdpConfig,
     StdpNetwork,
     image_keys,
+    size_scaled_homeostasis,
 )
 from plasticity.stdp_readout import (
     READOUT_NAMES,
@@ -163,12 +164,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dt", type=float, default=defaults.dt_ms, help=f"time step in ms (default: {defaults.dt_ms})")
     parser.add_argument(
-        "--theta-plus", type=float, default=defaults.theta_plus_mv,
-        help=f"threshold increase per spike in mV (default: {defaults.theta_plus_mv})",
+        "--theta-plus", type=float, default=None,
+        help=f"threshold increase per spike in mV (default: by network size: D&C's {defaults.theta_plus_mv} up to "
+        "400 neurons, growing with N to 0.2 at 1,600 and above; see docs/stdp.md)",
     )
     parser.add_argument(
-        "--tau-theta", type=float, default=defaults.tau_theta_ms,
-        help=f"time constant of the threshold's decay in ms (default: {defaults.tau_theta_ms:g})",
+        "--tau-theta", type=float, default=None,
+        help=f"time constant of the threshold's decay in ms (default: by network size: D&C's {defaults.tau_theta_ms:g} "
+        "up to 1,600 neurons, growing with N above: 4e7 at 6,400; see docs/stdp.md)",
     )
     parser.add_argument(
         "--one-spike", action=argparse.BooleanOptionalAction, default=defaults.one_spike,
@@ -227,14 +230,15 @@ def _readout_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def _config(args: argparse.Namespace) -> StdpConfig:
     _positive("--neurons", args.neurons)
+    scaled_theta_plus, scaled_tau_theta = size_scaled_homeostasis(args.neurons)
     return StdpConfig(
         n_neurons=args.neurons,
         w_inh_mv=args.inhibition,
         max_rate_hz=args.max_rate,
         present_ms=args.present_ms,
         dt_ms=args.dt,
-        theta_plus_mv=args.theta_plus,
-        tau_theta_ms=args.tau_theta,
+        theta_plus_mv=scaled_theta_plus if args.theta_plus is None else args.theta_plus,
+        tau_theta_ms=scaled_tau_theta if args.tau_theta is None else args.tau_theta,
         nu_pre=args.nu_pre,
         nu_post=args.nu_post,
         one_spike=args.one_spike,

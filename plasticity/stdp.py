@@ -204,6 +204,31 @@ class StdpConfig:
         return cls(**data)
 
 
+DC_NEURONS = 400  # the size D&C's theta_plus and tau_theta are kept up to
+SCALED_THETA_UNTIL = 1600  # theta_plus grows with N up to this size, tau_theta beyond it
+
+
+def size_scaled_homeostasis(n_neurons: int) -> tuple[float, float]:
+    """(theta_plus_mv, tau_theta_ms) for a network of `n_neurons`: D&C's 0.05 mV and 1e7 ms
+    up to 400 neurons; from 400 to 1,600 theta_plus grows in proportion to N (0.2 mV at
+    1,600); beyond 1,600 tau_theta grows in proportion to N instead (4e7 ms at 6,400).
+
+    Each neuron wins about 1/N of the images, and between its wins its threshold decays
+    for about N images (0.4 s each) out of tau_theta.  Its threshold settles at about
+    theta_plus * spikes per win * tau_theta / (N * 0.4 s): with D&C's constants that
+    level falls as N grows, until the neurons that have learned a digit no longer
+    out-threshold the untrained ones and half of 1,600 neurons never win (measured in
+    docs/stdp.md).  Scaling theta_plus keeps the level; but each win then raises the
+    threshold by a larger part of it (the jump relative to the level is N * 0.4 s /
+    tau_theta), and at 6,400 neurons more than half of them then stayed silent in
+    the frozen network.  Scaling tau_theta instead keeps both the level and the relative jump
+    of 1,600 neurons."""
+    scale = n_neurons / DC_NEURONS
+    theta_plus = 0.05 * min(max(scale, 1.0), SCALED_THETA_UNTIL / DC_NEURONS)
+    tau_theta = 1e7 * max(n_neurons / SCALED_THETA_UNTIL, 1.0)
+    return theta_plus, tau_theta
+
+
 # ---------------------------------------------------------------------------
 # Random keys (counter-based; see plasticity.stdp_kernels)
 

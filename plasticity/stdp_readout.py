@@ -6,8 +6,8 @@ labelled neurons fire most on average (`classify`), with the network frozen as
 it was trained: its learned thresholds theta included.  That is the *learned*
 readout.
 
-Under 120 mV of lateral inhibition a single neuron answers each image: the one
-whose membrane reaches its threshold v_thresh + theta_n first.  With a strong
+With the learned thresholds, under 120 mV of lateral inhibition, a single neuron
+answers each image: the one whose membrane reaches v_thresh + theta_n first.  With a strong
 input that is roughly the neuron with the largest
 
     (w_n . x) / (v_thresh - v_rest + theta_n)
@@ -24,7 +24,9 @@ weights rescaled to one Euclidean norm and one threshold for all:
 Then the first neuron to fire is the one whose weights have the largest cosine
 similarity with the input spikes, which is what the prototypes the neurons
 learned are good for, and the high common threshold makes each neuron integrate
-more input spikes before it answers, so that Poisson noise decides less.
+more input spikes before it answers, so that Poisson noise decides less, and lets
+a few neurons (about four) fire for an image instead of one: a small vote among
+the closest prototypes.
 Training is unchanged; only the frozen network that answers differs.  Labels
 and classification are D&C's in both readouts.  docs/stdp.md measures both.
 """

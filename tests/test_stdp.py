@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.cli import main
+from experiments import stdp_cmd
+from experiments.cli import build_parser, main
 from plasticity import stdp_kernels as kernels
 from plasticity.stdp import (
     STREAM_TEST,
@@ -36,6 +37,7 @@ from plasticity.stdp import (
     reference_present_raster,
     reference_presentation_key,
     reference_uniforms,
+    size_scaled_homeostasis,
 )
 from plasticity.stdp_readout import EqualNormReadout, assign_labels, class_scores, classify, equal_norm_readout
 from training.data import load_mnist
@@ -474,6 +476,7 @@ def test_cli_outputs_and_final_line(tmp_path: Path, capsys) -> None:
         assert (out / name).is_file(), name
     config = json.loads((out / "stdp_config.json").read_text())
     assert config["config"]["n_neurons"] == 16 and config["settings"]["train_images"] == 400
+    assert (config["config"]["theta_plus_mv"], config["config"]["tau_theta_ms"]) == size_scaled_homeostasis(16)
     _, _, history = saved(out)
     assert [images for images, _ in history] == [200, 400]
     assert lines[-1] == f"test accuracy: {100 * history[-1][1]:.2f}%"
@@ -593,6 +596,28 @@ def test_cli_rejects_nonsense(tmp_path: Path, capsys, flags: list[str], named: s
     error = capsys.readouterr().err.strip()
     assert error.startswith("snn-mnist: error:") and named in error and "\n" not in error
     assert not (tmp_path / "x" / "stdp_state.npz").exists()
+
+
+def test_homeostasis_scales_with_the_network_size() -> None:
+    # D&C's constants up to 400 neurons; theta_plus in proportion to N up to 1,600; tau_theta beyond
+    assert size_scaled_homeostasis(100) == size_scaled_homeostasis(400) == (0.05, 1e7)
+    assert size_scaled_homeostasis(800) == pytest.approx((0.1, 1e7))
+    assert size_scaled_homeostasis(1600) == pytest.approx((0.2, 1e7))
+    assert size_scaled_homeostasis(6400) == pytest.approx((0.2, 4e7))
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--neurons", "1600"], (0.2, 1e7)),
+        (["--neurons", "6400"], (0.2, 4e7)),
+        (["--neurons", "6400", "--theta-plus", "0.1", "--tau-theta", "2e7"], (0.1, 2e7)),
+    ],
+)
+def test_cli_takes_the_size_scaled_homeostasis_unless_told(flags: list[str], expected: tuple[float, float]) -> None:
+    args = build_parser().parse_args(["stdp", *flags, "--out", "unused"])
+    config = stdp_cmd._config(args)
+    assert (config.theta_plus_mv, config.tau_theta_ms) == pytest.approx(expected)
 
 
 def test_config_round_trips_and_validates() -> None:
