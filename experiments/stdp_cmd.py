@@ -37,8 +37,8 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +215,12 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _scores(result: dict[str, Any]) -> str:
+    """'validation V%, test T%' of one readout's result (validation only when held out)."""
+    validation = f"validation {100 * result['validation_accuracy']:.2f}%, " if "validation_accuracy" in result else ""
+    return f"{validation}test {100 * result['test_accuracy']:.2f}%"
+
+
 def primary_readout(readouts: Any) -> str:
     """The readout a run's headline accuracy is: equal_norm when it was evaluated, else learned."""
     return "equal_norm" if "equal_norm" in readouts else "learned"
@@ -296,10 +302,11 @@ def _check_resumable(meta: dict[str, Any], config: StdpConfig, settings: dict[st
         for name, value in meta["config"].items()
         if config.to_json().get(name) != value
     ]
+    saved_settings = {**RESUME_DEFAULTS, **meta["settings"]}
     differences += [
-        f"{name}: saved {meta['settings'].get(name, RESUME_DEFAULTS.get(name))!r}, now {settings[name]!r}"
+        f"{name}: saved {saved_settings.get(name)!r}, now {settings[name]!r}"
         for name in RESUME_KEYS
-        if meta["settings"].get(name, RESUME_DEFAULTS.get(name)) != settings[name]
+        if saved_settings.get(name) != settings[name]
     ]
     if differences:
         raise ResumeError(
@@ -363,6 +370,7 @@ def _evaluate(
     held out).  Returns {readout: {"test_accuracy", ["validation_accuracy",]
     "assignments", "eval_seconds"}}."""
     seed = settings["seed"]
+    assign_keys = image_keys(seed, STREAM_ASSIGN, 0, np.arange(len(data["assign_y"])))
     results = {}
     for readout in settings["readouts"]:
         started = time.perf_counter()
@@ -370,7 +378,6 @@ def _evaluate(
             answering = equal_norm_readout(network, EqualNormReadout(**settings["equal_norm_readout"]))
         else:
             answering = network
-        assign_keys = image_keys(seed, STREAM_ASSIGN, 0, np.arange(len(data["assign_y"])))
         assignments = _label_neurons(answering, data["assign_x"], data["assign_y"], assign_keys, f"{readout}: label neurons")
         result: dict[str, Any] = {"assignments": assignments}
         for split, stream in (("validation", STREAM_VALIDATION), ("test", STREAM_TEST)):
@@ -436,8 +443,7 @@ def evaluate_saved(args: argparse.Namespace) -> int:
     earlier = json.loads(path.read_text())["evaluations"] if path.exists() else []
     _write_json(path, {"evaluations": [*earlier, entry]})
     for name, result in results.items():
-        validation = f"validation {100 * result['validation_accuracy']:.2f}%, " if "validation_accuracy" in result else ""
-        print(f"{name} readout: {validation}test {100 * result['test_accuracy']:.2f}%")
+        print(f"{name} readout: {_scores(result)}")
     primary = primary_readout(results)
     print(f"test accuracy: {100 * results[primary]['test_accuracy']:.2f}%")
     return 0
@@ -543,8 +549,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"outputs in {out}: {CONFIG_FILE}, {ACCURACY_FILE}, {ASSIGNMENTS_FILE}, {FIGURE_FILE}, {STATE_FILE}")
     for name, result in final.get("readouts", {}).items():
-        validation = f"validation {100 * result['validation_accuracy']:.2f}%, " if "validation_accuracy" in result else ""
-        print(f"{name} readout: {validation}test {100 * result['test_accuracy']:.2f}%")
+        print(f"{name} readout: {_scores(result)}")
     if "validation_accuracy" in final:
         print(f"validation accuracy: {100 * final['validation_accuracy']:.2f}%")
     print(f"test accuracy: {100 * final['test_accuracy']:.2f}%")
@@ -594,13 +599,9 @@ def _checkpoint(
     }
     progress["history"].append(entry)
 
-    def scores(result: dict[str, Any]) -> str:
-        validation = f"validation {100 * result['validation_accuracy']:.2f}%, " if "validation_accuracy" in result else ""
-        return f"{validation}test {100 * result['test_accuracy']:.2f}%"
-
     bar.write(
         f"checkpoint epoch {epoch + 1}, {position} images: "
-        + "; ".join(f"{name} readout {scores(result)}" for name, result in results.items())
+        + "; ".join(f"{name} readout {_scores(result)}" for name, result in results.items())
         + f" (labels from {entry['assign_images']} training images, {entry['test_images']} test images, "
         f"evaluation {entry['eval_seconds']:.1f} s)"
     )

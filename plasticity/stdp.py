@@ -58,6 +58,9 @@ FLAG_NAMES: dict[str, str] = {
     "nu_post": "--nu-post",
 }
 
+DC_THETA_PLUS_MV = 0.05  # D&C and BindsNET: threshold increase per spike
+DC_TAU_THETA_MS = 1e7  # D&C and BindsNET: threshold decay time constant
+
 
 @dataclass(frozen=True)
 class StdpConfig:
@@ -91,8 +94,8 @@ class StdpConfig:
     v_thresh_mv: float = -52.0  # D&C and BindsNET; the threshold is v_thresh + theta
     tau_m_ms: float = 100.0  # D&C and BindsNET, excitatory membrane time constant
     refrac_ms: float = 5.0  # D&C and BindsNET, excitatory refractory period
-    theta_plus_mv: float = 0.05  # D&C and BindsNET, threshold increase per spike
-    tau_theta_ms: float = 1e7  # D&C and BindsNET, threshold decay time constant
+    theta_plus_mv: float = DC_THETA_PLUS_MV  # D&C, BindsNET (the CLI scales it: size_scaled_homeostasis)
+    tau_theta_ms: float = DC_TAU_THETA_MS  # D&C, BindsNET (the CLI scales it: size_scaled_homeostasis)
     one_spike: bool = True  # BindsNET DiehlAndCookNodes(one_spike=True): at most one spike per step
 
     # Lateral inhibition
@@ -224,8 +227,8 @@ def size_scaled_homeostasis(n_neurons: int) -> tuple[float, float]:
     the frozen network.  Scaling tau_theta instead keeps both the level and the relative jump
     of 1,600 neurons."""
     scale = n_neurons / DC_NEURONS
-    theta_plus = 0.05 * min(max(scale, 1.0), SCALED_THETA_UNTIL / DC_NEURONS)
-    tau_theta = 1e7 * max(n_neurons / SCALED_THETA_UNTIL, 1.0)
+    theta_plus = DC_THETA_PLUS_MV * min(max(scale, 1.0), SCALED_THETA_UNTIL / DC_NEURONS)
+    tau_theta = DC_TAU_THETA_MS * max(n_neurons / SCALED_THETA_UNTIL, 1.0)
     return theta_plus, tau_theta
 
 
