@@ -9,19 +9,21 @@ and runs it again: the same constructor arguments and call conventions as snnTor
 1.0.0's `Leaky` (`(input_, mem) -> (spk, mem)`, `init_leaky()` / `reset_mem()`,
 `init_hidden=True` returning `spk`, or `(spk, mem)` with `output=True`), the same
 state_dict entries (`beta`, `threshold`, `graded_spikes_factor`, `reset_mechanism_val`),
-`learn_beta` / `learn_threshold` as parameters, and the `reset_mechanism` property that
-keeps `reset_mechanism_val` in step.  One deliberate difference: snnTorch 1.0.0 loads a
-state_dict whose `reset_mechanism_val` disagrees with the constructor's and silently keeps
-the constructor's reset; here that is an error naming both.  snnTorch's own surrogate functions
-(`snntorch.surrogate.atan(...)`, `fast_sigmoid(...)`, `sigmoid(...)`) are accepted too:
-their shape parameter is read from the function, so even the surrogate import may stay.
+`learn_beta` / `learn_threshold` / `learn_graded_spikes_factor` as parameters,
+`surrogate_disable` (the plain step, no graph through the spike), and the
+`reset_mechanism` property that keeps `reset_mechanism_val` in step.  snnTorch's own
+surrogate functions (`snntorch.surrogate.atan(...)`, `fast_sigmoid(...)`, `sigmoid(...)`)
+are accepted too: their shape parameter is read from the function, so even the surrogate
+import may stay.
 
-Each call is one step of `lif_core.leaky.leaky_step`: snnTorch's operations in
-snnTorch's order, so spikes and membranes are bit-identical, and autograd through
-our own surrogate Functions.  Arguments we do not implement (`inhibition`,
-`state_quant`, `surrogate_disable`, `learn_graded_spikes_factor`, surrogates other than
-atan, fast sigmoid and sigmoid) raise a one-line ValueError naming them: nothing is
-silently ignored.
+`Leaky` here is `lif_core.modules.Leaky` -- the same buffers, the same state_dict rules (a
+`reset_mechanism_val` other than the constructor's is refused on load, where snnTorch 1.0.0
+would silently keep computing its constructor's reset) -- seen step by step: each call is
+one `lif_core.leaky.leaky_step`, snnTorch's operations in snnTorch's order, so spikes and
+membranes are bit-identical, with autograd through our own surrogate Functions.  It builds
+and runs under `torch.compile(fullgraph=True)`.  Arguments we do not implement (`inhibition`,
+`state_quant`, surrogates other than atan, fast sigmoid and sigmoid) raise a one-line
+ValueError naming them: nothing is silently ignored.
 """
 
 from __future__ import annotations
@@ -33,14 +35,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lif_core.leaky import RESET_MECHANISMS, LeakyOptions, LeakySurrogate, leaky_step, snntorch_leaky_options
-from lif_core.surrogate import ArcTan, FastSigmoid, Sigmoid
-
-# snnTorch's reset_dict: the value stored in the reset_mechanism_val buffer
-RESET_VALUES = {name: index for index, name in enumerate(RESET_MECHANISMS)}
+from lif_core import modules
+from lif_core.leaky import leaky_step
+from lif_core.surrogate import ArcTan, FastSigmoid, Sigmoid, Surrogate, SurrogateDisabled
 
 # snnTorch 1.0.0's surrogate factories, by the qualified name of the function they return
-_SNNTORCH_SURROGATES: dict[str, tuple[str, Callable[[float], LeakySurrogate]]] = {
+_SNNTORCH_SURROGATES: dict[str, tuple[str, Callable[[float], Surrogate]]] = {
     "atan.<locals>.inner": ("alpha", ArcTan),
     "fast_sigmoid.<locals>.inner": ("slope", FastSigmoid),
     "sigmoid.<locals>.inner": ("slope", Sigmoid),
@@ -54,7 +54,7 @@ surrogate = SimpleNamespace(
 )
 
 
-def as_surrogate(spike_grad: Any) -> LeakySurrogate:
+def as_surrogate(spike_grad: Any) -> Surrogate:
     """Our surrogate object for `spike_grad`: None (snnTorch's default, atan with alpha 2),
     one of ours, or a function made by snnTorch's `surrogate.atan/fast_sigmoid/sigmoid`."""
     if spike_grad is None:
@@ -73,7 +73,7 @@ def as_surrogate(spike_grad: Any) -> LeakySurrogate:
     )
 
 
-class Leaky(nn.Module):
+class Leaky(modules.Leaky):
     """snnTorch 1.0.0's `Leaky`, computed by `lif_core.leaky`; see the module docstring."""
 
     def __init__(
@@ -93,62 +93,27 @@ class Leaky(nn.Module):
         learn_graded_spikes_factor: bool = False,
         reset_delay: bool = True,
     ) -> None:
-        super().__init__()
-        options, beta_tensor, threshold_tensor = snntorch_leaky_options(
+        unsupported = {"inhibition=True": bool(inhibition), "state_quant": state_quant not in (False, None)}
+        for option, given in unsupported.items():
+            if given:
+                raise ValueError(
+                    f"snn.Leaky option {option} is not supported by lif_core.compat; supported: every other "
+                    "argument, with spike_grad atan, fast_sigmoid or sigmoid"
+                )
+        super().__init__(
             beta,
             threshold,
-            as_surrogate(spike_grad),
-            surrogate_disable=surrogate_disable,
-            inhibition=inhibition,
+            SurrogateDisabled() if surrogate_disable else as_surrogate(spike_grad),
+            reset_mechanism=reset_mechanism,  # type: ignore[arg-type]  # validated by LeakyOptions
+            reset_delay=reset_delay,
+            graded_spikes_factor=graded_spikes_factor,
             learn_beta=learn_beta,
             learn_threshold=learn_threshold,
-            reset_mechanism=reset_mechanism,
-            state_quant=state_quant,
-            graded_spikes_factor=float(graded_spikes_factor),
             learn_graded_spikes_factor=learn_graded_spikes_factor,
-            reset_delay=reset_delay,
         )
-        self._options = options
+        self.surrogate_disable = surrogate_disable
         self.init_hidden, self.output, self.reset_delay = init_hidden, output, reset_delay
-        # the same state_dict entries as snnTorch, in its order: threshold, graded factor,
-        # reset mechanism, beta (parameters when learnt, buffers otherwise); mem is not saved
-        self._register("threshold", threshold_tensor.detach(), learn_threshold)
-        self.register_buffer("graded_spikes_factor", torch.as_tensor(graded_spikes_factor))
-        self.register_buffer("reset_mechanism_val", torch.as_tensor(RESET_VALUES[reset_mechanism]))
-        self._register("beta", beta_tensor.detach(), learn_beta)
-        self.register_buffer("mem", torch.zeros(0), persistent=False)
-
-    def _register(self, name: str, value: Tensor, learn: bool) -> None:
-        if learn:
-            self.register_parameter(name, nn.Parameter(value))
-        else:
-            self.register_buffer(name, value)
-
-    @property
-    def reset_mechanism(self) -> str:
-        return self._options.reset_mechanism
-
-    @reset_mechanism.setter
-    def reset_mechanism(self, name: str) -> None:
-        # a new LeakyOptions validates the name; the buffer follows, as in snnTorch
-        self._options = LeakyOptions(name, self._options.reset_delay, self._options.graded_spikes_factor,  # type: ignore[arg-type]
-                                     self._options.surrogate)
-        self.reset_mechanism_val = torch.as_tensor(RESET_VALUES[name])
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        super()._load_from_state_dict(state_dict, prefix, *args)
-        # snnTorch 1.0.0 loads reset_mechanism_val but keeps computing the reset it was built
-        # with; rather than follow it silently, a disagreement is an error
-        loaded = RESET_MECHANISMS[int(self.reset_mechanism_val)]
-        if loaded != self._options.reset_mechanism:
-            raise ValueError(
-                f"{prefix}reset_mechanism_val in the state_dict says {loaded!r}, but this Leaky was built "
-                f"with reset_mechanism={self._options.reset_mechanism!r} (snnTorch 1.0.0 would keep "
-                f"computing {self._options.reset_mechanism!r}); build it with reset_mechanism={loaded!r}"
-            )
-        # the graded factor is read from its buffer at every step, as in snnTorch
-        factor = float(self.graded_spikes_factor)
-        self._options = LeakyOptions(loaded, self._options.reset_delay, factor, self._options.surrogate)
+        self.register_buffer("mem", torch.zeros(0), persistent=False)  # snnTorch's: not saved
 
     def reset_mem(self) -> Tensor:
         """Zero the hidden membrane (snnTorch's `reset_mem`); returns it."""
@@ -159,7 +124,7 @@ class Leaky(nn.Module):
         """snnTorch's deprecated alias of `reset_mem`."""
         return self.reset_mem()
 
-    def forward(self, input_: Tensor, mem: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, input_: Tensor, mem: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:  # type: ignore[override]
         if self.init_hidden and mem is not None:
             raise TypeError("`mem` should not be passed as an argument while `init_hidden=True`")
         if mem is not None:
@@ -167,7 +132,9 @@ class Leaky(nn.Module):
         if self.mem.shape != input_.shape:
             # a fresh (or mis-shaped) state starts at zero, as snnTorch does
             self.mem = torch.zeros_like(input_)
-        spikes, self.mem = leaky_step(input_, self.mem, self.beta, self.threshold, self._options)
+        spikes, self.mem = leaky_step(
+            input_, self.mem, self.beta, self.threshold, self.options, self.graded_spikes_factor
+        )
         if self.output or not self.init_hidden:
             return spikes, self.mem
         return spikes

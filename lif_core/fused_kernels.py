@@ -8,7 +8,7 @@ membranes U1, and another GEMM gives dW2 = g2^T S1.  Here one image's whole
 simulation stays in cache instead: its state is an H-vector, its hidden layer
 is recomputed rather than stored, and no (T, B, H) tensor is read back.
 
-Forward, per image b (U_{-1} = 0; the same recurrence as `lif_core.numba_kernels`):
+Forward, per image b (U_{-1} = 0; the same recurrence as `lif_core.sequence_kernels`):
 
     U1_t = beta1 U1_{t-1} + I1 - H(U1_{t-1} - thr1) thr1         (I1 = W1 x + b1, constant)
     S1_t = H(U1_t - thr1)
@@ -50,17 +50,20 @@ its count is 0 and its spike train all zeros.  The forward pass simulates only t
 other neurons; the counts, spikes and everything after them are the same bits.
 
 Work is split over images in FUSED_BLOCKS fixed blocks (as in
-`lif_core.numba_kernels`), each with its own dW2 and db2 accumulators, summed in
+`lif_core.sequence_kernels`), each with its own dW2 and db2 accumulators, summed in
 block order at the end: results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import prange
 
-from lif_core.numba_kernels import ARCTAN, FAST_SIGMOID, SURROGATE_CODES
+from lif_core.sequence_kernels import ARCTAN, FAST_SIGMOID, SIGMOID
+from lif_core.surrogate import Surrogate
 
 FUSED_BLOCKS = 16
 _OPTIONS = dict(parallel=True, cache=True, error_model="numpy")
@@ -83,7 +86,7 @@ def dot(weights, spikes, count):
 @numba.njit(inline="always")
 def lif_step_exact(membrane, current, spikes, beta, threshold):
     """One LIF step over a vector of neurons, in place, with exactly the operations
-    of `lif_core.numba_kernels.lif_forward` (no fast-math: the same bits):
+    of `lif_core.sequence_kernels.lif_forward` (no fast-math: the same bits):
 
         U_t = beta U_{t-1} + I - H(U_{t-1} - thr) thr,    S_t = H(U_t - thr)
     """
@@ -289,6 +292,9 @@ def fused_backward(
                     elif surrogate2_code == ARCTAN:
                         z = half_pi * surrogate2_scale * x
                         slope = surrogate2_scale / two / (one + z * z)
+                    elif surrogate2_code == SIGMOID:
+                        e = math.exp(-surrogate2_scale * x)
+                        slope = surrogate2_scale * e / ((e + one) * (e + one))
                     else:
                         slope = zero
                     carry = grad_s2 * slope + beta2 * carry
@@ -344,6 +350,10 @@ def fused_backward(
                     for n in range(hidden):
                         z = half_pi * surrogate1_scale * (membrane1[n] - threshold1)
                         grad_i1[n] += c * grad_s1[n] * (surrogate1_scale / two) / (one + z * z)
+                elif surrogate1_code == SIGMOID:
+                    for n in range(hidden):
+                        e = math.exp(-surrogate1_scale * (membrane1[n] - threshold1))
+                        grad_i1[n] += c * grad_s1[n] * (surrogate1_scale * e) / ((e + one) * (e + one))
             for n in range(hidden):
                 grad_hidden_current_out[b, n] = grad_i1[n]
 
@@ -413,8 +423,8 @@ def backward(
     threshold1: float,
     beta2: float,
     threshold2: float,
-    surrogate1: tuple[str, float],
-    surrogate2: tuple[str, float],
+    surrogate1: Surrogate,
+    surrogate2: Surrogate,
     grad_output_counts: np.ndarray | None,
     grad_output_spikes: np.ndarray | None,
     grad_hidden_counts: np.ndarray | None,
@@ -422,7 +432,7 @@ def backward(
     """Run `fused_backward`; returns (dL/dI1 (B, H), dL/dW2 (K, H), dL/db2 (K,)).
     `hidden_counts` (C1, naming the neurons that spiked) and `output_membranes` (U2)
     are the forward pass's;
-    each surrogate is (name, scale), for the hidden and the output layer."""
+    surrogate1 and surrogate2 are the hidden and the output layer's."""
     dtype = hidden_current.dtype.type
     batch, hidden = hidden_current.shape
     classes = weight.shape[0]
@@ -442,10 +452,10 @@ def backward(
         dtype(threshold1),
         dtype(_clamped(beta2)),
         dtype(threshold2),
-        SURROGATE_CODES[surrogate1[0]],
-        dtype(surrogate1[1]),
-        SURROGATE_CODES[surrogate2[0]],
-        dtype(surrogate2[1]),
+        surrogate1.code,
+        dtype(surrogate1.scale),
+        surrogate2.code,
+        dtype(surrogate2.scale),
         dtype(np.pi / 2),
         np.zeros((batch, classes), dtype=hidden_current.dtype) if grad_output_counts is None else grad_output_counts,
         dummy if grad_output_spikes is None else grad_output_spikes,

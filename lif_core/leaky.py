@@ -1,10 +1,15 @@
-"""The general `snn.Leaky`: every option of snnTorch 1.0.0 that changes the maths, readable.
+"""The neuron: snnTorch 1.0.0's `snn.Leaky` with every option that changes the maths.
 
-`lif_core.neuron` and `lif_core.sequence` implement one neuron, snn.Leaky with its
-defaults, as fast as possible.  This module implements the whole family, as plainly as
-possible, read off snnTorch 1.0.0's `Leaky.forward` (snntorch/_neurons/leaky.py and
-neurons.py).  With m = the membrane handed in (U'_{t-1}; 0 at the start), b = clamp(beta,
-0, 1), g = graded_spikes_factor and H the Heaviside step (H(0) = 0), one step is
+This module implements the whole family, as plainly as possible, read off snnTorch 1.0.0's
+`Leaky.forward` (snntorch/_neurons/leaky.py and neurons.py).  `leaky_sequence` is the one
+entry point for a whole sequence: where a call's options are snn.Leaky's defaults (subtract
+reset, reset_delay, graded factor 1, fixed scalar beta and threshold, a zero start) it takes
+the specialised kernels of `lif_core.sequence` (`lif_sequence`), and the general loops of
+this module (or their Numba twins in `lif_core.leaky_kernels`) otherwise; the two give the
+same bits where both apply (tests/test_leaky_options.py).
+
+With m = the membrane handed in (U'_{t-1}; 0 at the start), b = clamp(beta, 0, 1),
+g = graded_spikes_factor and H the Heaviside step (H(0) = 0), one step is
 
     R_t  = H(m - thr)                                   detached: no gradient at all
     U_t  = b*m + I_t - R_t*thr                          reset_mechanism="subtract"
@@ -27,75 +32,28 @@ so spikes and membranes are bit-identical to it.  `leaky_sequence` runs the loop
 `leaky_unrolled` lets autograd differentiate the same steps (the yardstick).
 
 Gradients flow to the input current, to beta (through the clamp: zero where beta <= 0 or
-beta >= 1, as torch's clamp backward gives) and to the threshold (through the surrogate,
-the subtracted R_t*thr, and, with reset_delay=False, the D_t term), and to the starting
-membrane.  graded_spikes_factor is a constant here (learn_graded_spikes_factor is refused).
+beta >= 1, as torch's clamp backward gives), to the threshold (through the surrogate,
+the subtracted R_t*thr, and, with reset_delay=False, the D_t term), to the graded factor g
+(dL/dg = sum_t dL/dout_t * S_t; the D_t term's own dependence on g, out_t/g, is S_t
+exactly, so it adds nothing) and to the starting membrane.  g is one number (a scalar or a
+(1,) tensor): snnTorch broadcasts a per-neuron g, which is not supported here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from lif_core.leaky_kernels import kernel_can_run, numba_leaky_backward, numba_leaky_forward
-from lif_core.sequence import BACKENDS, Backend
-from lif_core.surrogate import (
-    ArcTan,
-    FastSigmoid,
-    Sigmoid,
-    StraightHeaviside,
-    heaviside,
-)
+from lif_core.backend import Backend, choose_backend
+from lif_core.leaky_kernels import numba_leaky_backward, numba_leaky_forward
+from lif_core.neuron import LeakyOptions, LeakySequenceOutput, LIFParameters
+from lif_core.sequence import lif_sequence
+from lif_core.surrogate import heaviside
 
-ResetMechanism = Literal["subtract", "zero", "none"]
-RESET_MECHANISMS: tuple[ResetMechanism, ...] = ("subtract", "zero", "none")
-LeakySurrogate = ArcTan | FastSigmoid | Sigmoid | StraightHeaviside
-LEAKY_SURROGATES: tuple[type, ...] = (ArcTan, FastSigmoid, Sigmoid, StraightHeaviside)
 ParameterLike = float | Tensor
-
-
-@dataclass(frozen=True)
-class LeakyOptions:
-    """The options of snn.Leaky that change the maths, other than beta and threshold.
-
-    reset_mechanism:      "subtract" (default), "zero" or "none".
-    reset_delay:          True (default): the returned membrane is U_t before its own spike's
-                          reset, which happens one step later; False: reset in the same step.
-    graded_spikes_factor: the returned spike is g*S_t (default 1.0); a constant, not learnt.
-    surrogate:            dS/dU in the backward pass; snnTorch's default is atan(alpha=2).
-    """
-
-    reset_mechanism: ResetMechanism = "subtract"
-    reset_delay: bool = True
-    graded_spikes_factor: float = 1.0
-    surrogate: LeakySurrogate = field(default_factory=ArcTan)
-
-    def __post_init__(self) -> None:
-        if self.reset_mechanism not in RESET_MECHANISMS:
-            raise ValueError(
-                f"reset_mechanism {self.reset_mechanism!r} is not supported: choose one of "
-                f"{', '.join(RESET_MECHANISMS)}"
-            )
-        if not isinstance(self.reset_delay, bool):
-            raise ValueError(  # noqa: TRY004 -- one error type for every refused option
-                f"reset_delay must be True or False, got {self.reset_delay!r}"
-            )
-        factor = self.graded_spikes_factor
-        is_number = isinstance(factor, (int, float)) and not isinstance(factor, bool)
-        if not is_number or not math.isfinite(factor) or factor == 0:
-            raise ValueError(
-                f"graded_spikes_factor must be a finite non-zero number (a float; tensors and "
-                f"learn_graded_spikes_factor are not supported), got {factor!r}"
-            )
-        if not isinstance(self.surrogate, LEAKY_SURROGATES):
-            raise ValueError(  # noqa: TRY004 -- one error type for every refused option
-                f"surrogate {self.surrogate!r} is not supported: use lif_core's ArcTan, FastSigmoid, "
-                "Sigmoid or StraightHeaviside"
-            )
 
 
 class LeakyStep(NamedTuple):
@@ -107,16 +65,9 @@ class LeakyStep(NamedTuple):
     membrane: Tensor
 
 
-class LeakySequenceOutput(NamedTuple):
-    """Returned spikes g*S_t and membranes U'_t, each (T, *step_shape)."""
-
-    spikes: Tensor
-    membranes: Tensor
-
-
 class LeakyGradients(NamedTuple):
     """dL/d(input current), dL/dbeta, dL/dthreshold, dL/d(starting membrane), each shaped
-    like the tensor it belongs to."""
+    like the tensor it belongs to (dL/dg is computed by `LeakySequenceFunction` itself)."""
 
     current: Tensor
     beta: Tensor
@@ -158,65 +109,30 @@ def check_membrane_shape(membrane: Tensor, step_shape: torch.Size) -> None:
         )
 
 
-def snntorch_leaky_options(
-    beta: ParameterLike,
-    threshold: ParameterLike = 1.0,
-    spike_grad: LeakySurrogate | None = None,
-    surrogate_disable: bool = False,
-    inhibition: bool = False,
-    learn_beta: bool = False,
-    learn_threshold: bool = False,
-    reset_mechanism: str = "subtract",
-    state_quant: Any = False,
-    graded_spikes_factor: float = 1.0,
-    learn_graded_spikes_factor: bool = False,
-    reset_delay: bool = True,
-) -> tuple[LeakyOptions, Tensor, Tensor]:
-    """snn.Leaky's maths-changing constructor arguments -> (options, beta, threshold).
-
-    beta and threshold become tensors as snnTorch makes them (`torch.as_tensor`, so a Python
-    float is float32), with requires_grad set by learn_beta / learn_threshold; `spike_grad`
-    is one of our surrogate objects (None: ArcTan(2), snnTorch's default).  The calling
-    conventions init_hidden and output do not change the maths and are not taken here.
-    Options we do not implement raise a one-line ValueError naming them.
-    """
-    unsupported = {
-        "surrogate_disable=True": bool(surrogate_disable),
-        "inhibition=True": bool(inhibition),
-        "state_quant": state_quant is not False and state_quant is not None,
-        "learn_graded_spikes_factor=True": bool(learn_graded_spikes_factor),
-    }
-    for option, given in unsupported.items():
-        if given:
-            raise ValueError(
-                f"snn.Leaky option {option} is not supported by lif_core.leaky; supported: "
-                "reset_mechanism, reset_delay, beta/threshold (scalar or per-neuron, learnable), "
-                "graded_spikes_factor (fixed), spike_grad atan/fast_sigmoid/sigmoid"
-            )
-    surrogate = ArcTan() if spike_grad is None else spike_grad
-    options = LeakyOptions(
-        reset_mechanism,  # type: ignore[arg-type]  # validated by LeakyOptions
-        reset_delay,
-        float(graded_spikes_factor),
-        surrogate,
-    )
-    beta_tensor = torch.as_tensor(beta).detach().clone().requires_grad_(learn_beta)
-    threshold_tensor = torch.as_tensor(threshold).detach().clone().requires_grad_(learn_threshold)
-    return options, beta_tensor, threshold_tensor
+def check_graded(graded: ParameterLike) -> None:
+    """The graded factor is one number (a float, 0-dim or (1,) tensor), and not 0 (D_t divides by it)."""
+    if not isinstance(graded, Tensor):
+        if graded == 0:
+            raise ValueError("graded_spikes_factor must be non-zero (the same-step reset divides by it), got 0")
+        return
+    if graded.numel() != 1 or graded.dim() > 1:
+        raise ValueError(
+            f"graded_spikes_factor of shape {tuple(graded.shape)} is not supported: use one number "
+            "(a float, a 0-dim or a (1,) tensor)"
+        )
 
 
 # --------------------------------------------------------------------------- one step
 
 
 def leaky_step_terms(
-    current: Tensor, membrane: Tensor, beta: Tensor, threshold: Tensor, options: LeakyOptions
+    current: Tensor, membrane: Tensor, beta: Tensor, threshold: Tensor, graded: Tensor, options: LeakyOptions
 ) -> LeakyStep:
     """One step of snn.Leaky (1.0.0), every intermediate kept; autograd-differentiable.
 
     Each line is the operation snnTorch performs, in its order, so the values are
     bit-identical to `snn.Leaky(...)(current, membrane)`.
     """
-    graded = torch.tensor(options.graded_spikes_factor, dtype=current.dtype, device=current.device)
     # R_t = H(m - thr), detached (snnTorch's mem_reset: spike_grad(...).clone().detach())
     reset = heaviside(membrane.detach() - threshold.detach())
     # b = clamp(beta, 0, 1)
@@ -252,6 +168,7 @@ def leaky_step(
     beta: ParameterLike,
     threshold: ParameterLike,
     options: LeakyOptions,
+    graded_spikes_factor: ParameterLike = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """One step of snn.Leaky: (out_t = g*S_t, U'_t), as `snn.Leaky(...)(current, membrane)`."""
     step = leaky_step_terms(
@@ -259,6 +176,7 @@ def leaky_step(
         membrane,
         as_parameter(beta, current, "beta"),
         as_parameter(threshold, current, "threshold"),
+        as_parameter(graded_spikes_factor, current, "graded_spikes_factor"),
         options,
     )
     return step.spikes, step.membrane
@@ -267,14 +185,25 @@ def leaky_step(
 # --------------------------------------------------------------------------- sequences
 
 
+class Prepared(NamedTuple):
+    """A sequence's values as tensors, its starting membrane and its number of steps."""
+
+    beta: Tensor
+    threshold: Tensor
+    graded: Tensor
+    start: Tensor
+    steps: int
+
+
 def _prepare(
     current: Tensor,
     beta: ParameterLike,
     threshold: ParameterLike,
+    graded: ParameterLike,
     num_steps: int | None,
     membrane: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor, int]:
-    """Check shapes and turn beta, threshold and the starting membrane into tensors."""
+) -> Prepared:
+    """Check shapes and turn beta, threshold, g and the starting membrane into tensors."""
     valid_steps = isinstance(num_steps, int) and not isinstance(num_steps, bool) and num_steps >= 1
     if num_steps is not None and not valid_steps:
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
@@ -286,11 +215,13 @@ def _prepare(
     steps = num_steps if num_steps is not None else current.shape[0]
     beta_t = as_parameter(beta, current, "beta")
     threshold_t = as_parameter(threshold, current, "threshold")
+    check_graded(graded)
+    graded_t = as_parameter(graded, current, "graded_spikes_factor")
     check_parameter_shape(beta_t, step_shape, "beta")
     check_parameter_shape(threshold_t, step_shape, "threshold")
     start = current.new_zeros(step_shape) if membrane is None else membrane
     check_membrane_shape(start, step_shape)
-    return beta_t, threshold_t, start, steps
+    return Prepared(beta_t, threshold_t, graded_t, start, steps)
 
 
 def leaky_unrolled(
@@ -300,6 +231,7 @@ def leaky_unrolled(
     options: LeakyOptions,
     num_steps: int | None = None,
     membrane: Tensor | None = None,
+    graded_spikes_factor: ParameterLike = 1.0,
 ) -> LeakySequenceOutput:
     """Run `leaky_step_terms` over time and let autograd differentiate the unrolled loop.
 
@@ -307,21 +239,24 @@ def leaky_unrolled(
     membrane: the starting membrane (zeros if None).  Slow, obviously correct: the yardstick
     for `leaky_sequence`'s hand-written BPTT.
     """
-    beta_t, threshold_t, state, steps = _prepare(current, beta, threshold, num_steps, membrane)
+    values = _prepare(current, beta, threshold, graded_spikes_factor, num_steps, membrane)
+    state = values.start
     spikes, membranes = [], []
-    for t in range(steps):
+    for t in range(values.steps):
         current_t = current if num_steps is not None else current[t]
-        step = leaky_step_terms(current_t, state, beta_t, threshold_t, options)
+        step = leaky_step_terms(current_t, state, values.beta, values.threshold, values.graded, options)
         state = step.membrane
         spikes.append(step.spikes)
         membranes.append(step.membrane)
-    return LeakySequenceOutput(torch.stack(spikes), torch.stack(membranes))
+    spike_tensor = torch.stack(spikes)
+    return LeakySequenceOutput(spike_tensor, torch.stack(membranes), spike_tensor.sum(dim=0))
 
 
 def leaky_forward(
     current: Tensor,
     beta: Tensor,
     threshold: Tensor,
+    graded: Tensor,
     membrane: Tensor,
     options: LeakyOptions,
     steps: int,
@@ -333,7 +268,7 @@ def leaky_forward(
         state = membrane
         for t in range(steps):
             current_t = current if constant_input else current[t]
-            step = leaky_step_terms(current_t, state, beta, threshold, options)
+            step = leaky_step_terms(current_t, state, beta, threshold, graded, options)
             state = step.membrane
             spikes.append(step.spikes)
             membranes.append(step.membrane)
@@ -361,6 +296,7 @@ def leaky_backward(
     grad_membranes: Tensor | None,
     beta: Tensor,
     threshold: Tensor,
+    graded: Tensor,
     options: LeakyOptions,
 ) -> LeakyGradients:
     """Backpropagation through time for the general snn.Leaky, written out in reverse time.
@@ -382,7 +318,7 @@ def leaky_backward(
 
     A constant input (the same I at every step) gets dL/dI = sum_t dL/dI_t.
     """
-    graded = torch.tensor(options.graded_spikes_factor, dtype=membranes.dtype, device=membranes.device)
+    graded = graded.detach()
     decay = beta.detach().clamp(0, 1)
     thr = threshold.detach()
     zero = torch.zeros_like(membranes[0])  # stands in for a gradient that is None
@@ -449,12 +385,13 @@ def numba_gradients(
     grad_membranes: Tensor | None,
     beta: Tensor,
     threshold: Tensor,
+    graded: Tensor,
     options: LeakyOptions,
 ) -> LeakyGradients:
     """`leaky_backward` on the Numba kernels (`lif_core.leaky_kernels`), reduced to the
     parameters' shapes as `leaky_backward` reduces them."""
     current, decay, thr, membrane = numba_leaky_backward(
-        current_shape, start, membranes, pre_resets, grad_spikes, grad_membranes, beta, threshold, options
+        current_shape, start, membranes, pre_resets, grad_spikes, grad_membranes, beta, threshold, graded, options
     )
     return LeakyGradients(
         current=current,
@@ -464,25 +401,9 @@ def numba_gradients(
     )
 
 
-def choose_backend(backend: str, current: Tensor, beta: Tensor, threshold: Tensor, membrane: Tensor) -> str:
-    """"torch" or "numba" for these tensors: "auto" takes numba wherever its kernels run
-    (CPU, float32/float64, per-neuron parameters in the input's dtype), torch elsewhere;
-    "numba" where they cannot run is a one-line error saying why."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if backend == "torch":
-        return backend
-    reason = kernel_can_run(current, beta, threshold, membrane)
-    if reason is None:
-        return "numba"
-    if backend == "numba":
-        raise ValueError(f"{reason}; use backend='torch' (or 'auto')")
-    return "torch"
-
-
 class LeakySequenceFunction(torch.autograd.Function):
     """Forward: the general snn.Leaky time loop (torch or Numba).  Backward: `leaky_backward`
-    (or its Numba twin)."""
+    (or its Numba twin), and dL/dg = sum_t dL/dout_t * S_t."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -490,6 +411,7 @@ class LeakySequenceFunction(torch.autograd.Function):
         current: Tensor,
         beta: Tensor,
         threshold: Tensor,
+        graded: Tensor,
         membrane: Tensor,
         options: LeakyOptions,
         steps: int,
@@ -501,12 +423,14 @@ class LeakySequenceFunction(torch.autograd.Function):
             current.detach(),
             beta.detach(),
             threshold.detach(),
+            graded.detach(),
             membrane.detach(),
             options,
             steps,
             constant_input,
         )
-        ctx.save_for_backward(membrane.detach(), membranes, pre_resets, beta.detach(), threshold.detach())
+        saved = (membrane.detach(), membranes, pre_resets, beta.detach(), threshold.detach(), graded.detach())
+        ctx.save_for_backward(*saved)
         ctx.options, ctx.current_shape, ctx.backend = options, current.shape, backend
         ctx.set_materialize_grads(False)  # unused outputs arrive as None, not zeros
         return spikes, membranes
@@ -514,10 +438,10 @@ class LeakySequenceFunction(torch.autograd.Function):
     @staticmethod
     def backward(  # type: ignore[override]
         ctx, grad_spikes: Tensor | None, grad_membranes: Tensor | None
-    ) -> tuple[Tensor | None, Tensor | None, Tensor | None, Tensor | None, None, None, None, None]:
+    ) -> tuple[Tensor | None, ...]:
         if grad_spikes is None and grad_membranes is None:
-            return None, None, None, None, None, None, None, None
-        start, membranes, pre_resets, beta, threshold = ctx.saved_tensors
+            return (None,) * 9
+        start, membranes, pre_resets, beta, threshold, graded = ctx.saved_tensors
         run = numba_gradients if ctx.backend == "numba" else leaky_backward
         grads = run(
             ctx.current_shape,
@@ -528,19 +452,48 @@ class LeakySequenceFunction(torch.autograd.Function):
             grad_membranes,
             beta,
             threshold,
+            graded,
             ctx.options,
         )
         needs = ctx.needs_input_grad
+        grad_graded = None
+        if needs[3] and grad_spikes is not None:
+            # out_t = g * S_t:  dL/dg = sum_t dL/dout_t * S_t,  S_t = H(U_t - thr)
+            fired = heaviside(pre_resets - threshold)
+            grad_graded = _reduce_to(grad_spikes * fired, graded)
         return (
             grads.current if needs[0] else None,
             grads.beta if needs[1] else None,
             grads.threshold if needs[2] else None,
-            grads.membrane if needs[3] else None,
+            grad_graded,
+            grads.membrane if needs[4] else None,
             None,
             None,
             None,
             None,
         )
+
+
+def default_parameters(
+    beta: Tensor, threshold: Tensor, graded: Tensor, options: LeakyOptions, dtype: torch.dtype
+) -> LIFParameters | None:
+    """The neuron as `LIFParameters` when its options and values are those the specialised
+    kernels (`lif_core.sequence`, `lif_core.fused`) compute: snn.Leaky's default options, g = 1,
+    and finite scalar beta and threshold that need no gradient (fixed, or autograd off) and
+    do not promote a `dtype` input.  None otherwise."""
+    if options.reset_mechanism != "subtract" or not options.reset_delay:
+        return None
+    numbers = []
+    for value in (beta, threshold, graded):
+        if value.requires_grad and torch.is_grad_enabled():
+            return None  # a learnt value needs its gradient
+        if value.numel() != 1 or (value.dim() > 0 and value.dtype != dtype):
+            return None
+        numbers.append(float(value))
+    beta_value, threshold_value, graded_value = numbers
+    if graded_value != 1.0 or not (math.isfinite(beta_value) and math.isfinite(threshold_value)):
+        return None
+    return LIFParameters(beta=beta_value, threshold=threshold_value, surrogate=options.surrogate)
 
 
 def leaky_sequence(
@@ -551,21 +504,45 @@ def leaky_sequence(
     num_steps: int | None = None,
     membrane: Tensor | None = None,
     backend: Backend = "auto",
+    *,
+    graded_spikes_factor: ParameterLike = 1.0,
+    record_membranes: bool = True,
 ) -> LeakySequenceOutput:
-    """The general snn.Leaky over a whole sequence, with hand-written BPTT.
+    """snn.Leaky over a whole sequence, with hand-written BPTT.
 
     current:   (T, ..., N) time-varying, or one step (..., N) held for `num_steps` steps.
     beta, threshold: Python numbers (0-dim tensors in the input's dtype) or tensors of shape
                (), (1,) or (N,); a tensor that requires grad receives its gradient.
+    graded_spikes_factor: g, one number or a 0-dim / (1,) tensor (which may require grad).
     membrane:  the starting membrane, one step's shape (zeros if None); may require grad.
-    backend:   "torch" (the readable loops of this module), "numba" (`lif_core.leaky_kernels`,
-               CPU, float32/float64) or "auto" (numba wherever it can run, else torch).
-    Returns the spikes g*S_t and membranes U'_t, (T, ..., N) each, bit-identical to
-    snn.Leaky with the same options run step by step, on either backend.
+    backend:   "torch" (readable loops), "numba" (compiled kernels, CPU, float32/float64) or
+               "auto" (numba wherever it can run, else torch): `lif_core.backend`.
+    record_membranes: False returns membranes=None, and on the specialised path of snn.Leaky's
+               defaults lets a time-varying input's backward pass recompute them instead of
+               storing them.
+    Returns LeakySequenceOutput(spikes g*S_t, membranes U'_t, counts sum_t g*S_t), bit-identical
+    to snn.Leaky with the same options run step by step, on either backend.
     """
-    beta_t, threshold_t, start, steps = _prepare(current, beta, threshold, num_steps, membrane)
-    concrete = choose_backend(backend, current, beta_t, threshold_t, start)
-    spikes, membranes = LeakySequenceFunction.apply(
-        current, beta_t, threshold_t, start, options, steps, num_steps is not None, concrete
+    values = _prepare(current, beta, threshold, graded_spikes_factor, num_steps, membrane)
+    constant_input = num_steps is not None
+    concrete = choose_backend(
+        backend, current, beta=values.beta, threshold=values.threshold, membrane=values.start
     )
-    return LeakySequenceOutput(spikes, membranes)
+    # snn.Leaky's defaults from a zero start, on (T, B, N) or constant (B, N) input: lif_sequence
+    neuron = None
+    if membrane is None and current.dim() == (2 if constant_input else 3):
+        neuron = default_parameters(values.beta, values.threshold, values.graded, options, current.dtype)
+    if neuron is not None:
+        return lif_sequence(current, neuron, num_steps, concrete, return_membranes=record_membranes)
+    spikes, membranes = LeakySequenceFunction.apply(
+        current,
+        values.beta,
+        values.threshold,
+        values.graded,
+        values.start,
+        options,
+        values.steps,
+        constant_input,
+        concrete,
+    )
+    return LeakySequenceOutput(spikes, membranes if record_membranes else None, spikes.sum(dim=0))

@@ -17,7 +17,7 @@ another order).  With m = U'_{t-1}, b = clamp(beta, 0, 1), g = graded_spikes_fac
 
 Layout: every tensor is (T, B, N) (constant input (1, B, N)), beta and threshold arrive as
 (N,) arrays (a scalar broadcast), the starting membrane as (B, N).  Work is split over the
-batch in ROW_BLOCKS contiguous blocks (as in `lif_core.numba_kernels`), so every row is
+batch in ROW_BLOCKS contiguous blocks (as in `lif_core.sequence_kernels`), so every row is
 computed by one thread in one fixed order: the bits do not depend on the thread count.
 The option flags are loop-invariant; LLVM hoists them out of the inner loops.  No float
 literal appears in the arithmetic (a Python float would promote float32 to float64).
@@ -34,13 +34,12 @@ import torch
 from numba import prange
 from torch import Tensor
 
-from lif_core.numba_kernels import ROW_BLOCKS
-from lif_core.surrogate import ArcTan, FastSigmoid, Sigmoid
+from lif_core.neuron import RESET_MECHANISMS, LeakyOptions
+from lif_core.sequence_kernels import ARCTAN, FAST_SIGMOID, ROW_BLOCKS, SIGMOID
+from lif_core.surrogate import ArcTan, Surrogate
 
-SUBTRACT, ZERO, NONE = 0, 1, 2
-RESET_CODES = {"subtract": SUBTRACT, "zero": ZERO, "none": NONE}
-HEAVISIDE, ARCTAN, FAST_SIGMOID, SIGMOID = 0, 1, 2, 3
-KERNEL_DTYPES = (torch.float32, torch.float64)
+# snnTorch's reset numbering (`lif_core.neuron.RESET_MECHANISMS`), as the kernels' constants
+SUBTRACT, ZERO = RESET_MECHANISMS.index("subtract"), RESET_MECHANISMS.index("zero")
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -136,7 +135,7 @@ def leaky_backward_kernel(
         ARCTAN        a / (1 + (b*x)^2)            a = alpha/2, b = pi/2*alpha
         FAST_SIGMOID  1 / (a*|x| + 1)^2            a = slope
         SIGMOID       a*e^(-a*x) / (e^(-a*x) + 1)^2  a = slope
-        HEAVISIDE     0
+        otherwise     0              (StraightHeaviside: the true derivative)
     """
     num_steps, batch, neurons = membranes.shape
     one = np.ones(1, dtype=membranes.dtype)[0]
@@ -213,22 +212,6 @@ def leaky_backward_kernel(
 # ----------------------------------------------------------------------------- torch side
 
 
-def kernel_can_run(current: Tensor, beta: Tensor, threshold: Tensor, membrane: Tensor) -> str | None:
-    """None if the kernels can run these tensors, else the reason they cannot (one line)."""
-    if current.device.type != "cpu":
-        return f"the numba backend runs on the CPU only, but the tensors are on {current.device}"
-    if current.dtype not in KERNEL_DTYPES:
-        return f"the numba backend takes float32 or float64 input, got {current.dtype}"
-    for name, tensor in (("beta", beta), ("threshold", threshold), ("starting membrane", membrane)):
-        if tensor.device.type != "cpu":
-            return f"the numba backend runs on the CPU only, but {name} is on {tensor.device}"
-        # a 0-dim tensor is cast to the input's dtype by torch too; a per-neuron one of
-        # another dtype would promote the arithmetic, which the kernels do not do
-        if tensor.dim() > 0 and tensor.dtype != current.dtype:
-            return f"the numba backend needs {name} in the input's dtype {current.dtype}, got {tensor.dtype}"
-    return None
-
-
 def _per_neuron(value: Tensor, neurons: int, dtype: torch.dtype) -> np.ndarray:
     """A scalar or per-neuron parameter as a contiguous (N,) array in the kernels' dtype."""
     return np.ascontiguousarray(value.detach().to(dtype).expand(neurons).numpy())
@@ -239,23 +222,20 @@ def _rows(tensor: Tensor, steps: int, rows: int, neurons: int) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().reshape(steps, rows, neurons).numpy())
 
 
-def _surrogate_constants(surrogate: Any, dtype: type) -> tuple[int, Any, Any]:
+def _surrogate_constants(surrogate: Surrogate, dtype: type) -> tuple[int, Any, Any]:
     """(code, a, b) for `leaky_backward_kernel`; a and b already in the kernels' dtype."""
     if isinstance(surrogate, ArcTan):
-        return ARCTAN, dtype(surrogate.alpha / 2), dtype(math.pi / 2 * surrogate.alpha)
-    if isinstance(surrogate, FastSigmoid):
-        return FAST_SIGMOID, dtype(surrogate.slope), dtype(0)
-    if isinstance(surrogate, Sigmoid):
-        return SIGMOID, dtype(surrogate.slope), dtype(0)
-    return HEAVISIDE, dtype(0), dtype(0)
+        return surrogate.code, dtype(surrogate.alpha / 2), dtype(math.pi / 2 * surrogate.alpha)
+    return surrogate.code, dtype(surrogate.scale), dtype(0)
 
 
 def numba_leaky_forward(
     current: Tensor,
     beta: Tensor,
     threshold: Tensor,
+    graded: Tensor,
     membrane: Tensor,
-    options: Any,
+    options: LeakyOptions,
     steps: int,
     constant_input: bool,
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -278,9 +258,9 @@ def numba_leaky_forward(
             _rows(membrane, 1, rows, neurons)[0],
             _per_neuron(beta.clamp(0, 1), neurons, dtype),  # b = clamp(beta, 0, 1), then cast
             _per_neuron(threshold, neurons, dtype),
-            RESET_CODES[options.reset_mechanism],
+            options.reset_code,
             same_step,
-            np_dtype(options.graded_spikes_factor),
+            np_dtype(float(graded)),
             spikes,
             membranes,
             pre_resets,
@@ -299,7 +279,8 @@ def numba_leaky_backward(
     grad_membranes: Tensor | None,
     beta: Tensor,
     threshold: Tensor,
-    options: Any,
+    graded: Tensor,
+    options: LeakyOptions,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """BPTT on the kernels: (dL/dI, dL/db summed over time (B, ...), dL/dthr likewise,
     dL/d(starting membrane)), all unreduced; `lif_core.leaky` reduces and applies the clamp."""
@@ -327,9 +308,9 @@ def numba_leaky_backward(
             grad_membranes is not None,
             _per_neuron(beta.clamp(0, 1), neurons, dtype),
             _per_neuron(threshold, neurons, dtype),
-            RESET_CODES[options.reset_mechanism],
+            options.reset_code,
             same_step,
-            np_dtype(options.graded_spikes_factor),
+            np_dtype(float(graded)),
             code,
             surrogate_a,
             surrogate_b,

@@ -1,5 +1,10 @@
 """The leaky integrate-and-fire neuron: parameters, state, and pure step functions.
 
+The records every part of lif_core shares: `LeakyOptions` (the options of snn.Leaky that
+change the maths, besides its values beta, threshold and graded_spikes_factor),
+`RESET_MECHANISMS` (snnTorch's reset numbering, the one table of it) and
+`LeakySequenceOutput` (what a whole sequence returns).  Then the default neuron:
+
 Discrete-time LIF with reset by subtraction, exactly as snnTorch 1.0.0's
 `snn.Leaky` with its defaults (reset_mechanism="subtract", reset_delay=True):
 
@@ -14,23 +19,76 @@ Since reset_t = H(U_{t-1} - thr) = S_{t-1}, a spike at step t-1 lowers U_t by th
 beta is the per-step decay factor of the membrane, beta = exp(-dt / tau_mem);
 beta = 0.9 with dt = 1 ms is tau_mem ~ 9.5 ms.
 
-This module holds the readable reference: `lif_step` (one step, autograd
+This module holds its readable reference: `lif_step` (one step, autograd
 through the surrogate Function) and `reference_forward` / `reference_backward`
 (the whole sequence, with the BPTT loop written out).  `lif_core.sequence` wraps
-the latter, and the Numba kernels in `lif_core.numba_kernels`, in one
-`torch.autograd.Function`.
+the latter, and the Numba kernels in `lif_core.sequence_kernels`, in one
+`torch.autograd.Function`; `lif_core.leaky.leaky_sequence` takes that path whenever
+a neuron's options are these defaults.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from lif_core.surrogate import FastSigmoid, Surrogate, heaviside
+from lif_core.surrogate import SURROGATES, ArcTan, FastSigmoid, Surrogate, heaviside
+
+ResetMechanism = Literal["subtract", "zero", "none"]
+# snnTorch's reset_dict: a mechanism's position is its reset_mechanism_val in a state_dict,
+# and the code the Numba kernels take.
+RESET_MECHANISMS: tuple[ResetMechanism, ...] = ("subtract", "zero", "none")
+
+
+@dataclass(frozen=True)
+class LeakyOptions:
+    """The options of snn.Leaky that change the maths, besides its values (beta, threshold,
+    graded_spikes_factor, which may be tensors and may be learnt).
+
+    reset_mechanism:  "subtract" (default), "zero" or "none".
+    reset_delay:      True (default): the returned membrane is U_t before its own spike's
+                      reset, which happens one step later; False: reset in the same step.
+    surrogate:        dS/dU in the backward pass; snnTorch's default is atan(alpha=2).
+    """
+
+    reset_mechanism: ResetMechanism = "subtract"
+    reset_delay: bool = True
+    surrogate: Surrogate = field(default_factory=ArcTan)
+
+    def __post_init__(self) -> None:
+        if self.reset_mechanism not in RESET_MECHANISMS:
+            raise ValueError(
+                f"reset_mechanism {self.reset_mechanism!r} is not supported: choose one of "
+                f"{', '.join(RESET_MECHANISMS)}"
+            )
+        if not isinstance(self.reset_delay, bool):
+            raise ValueError(f"reset_delay must be True or False, got {self.reset_delay!r}")
+        if not isinstance(self.surrogate, tuple(SURROGATES.values())):
+            raise ValueError(
+                f"surrogate {self.surrogate!r} is not supported: use lif_core's "
+                + ", ".join(cls.__name__ for cls in SURROGATES.values())
+            )
+
+    @property
+    def reset_code(self) -> int:
+        """snnTorch's reset_mechanism_val for this reset, which the kernels take too."""
+        return RESET_MECHANISMS.index(self.reset_mechanism)
+
+
+class LeakySequenceOutput(NamedTuple):
+    """What a whole sequence returns: the spikes g*S_t and the membranes U'_t, each
+    (T, *step_shape), and the spike counts C = sum_t S_t (times g), (*step_shape).
+    membranes is None when not asked for.  All three are differentiable; a loss on the
+    counts should use `counts` rather than `spikes.sum(0)`, which on the default neuron's
+    kernels costs a (T, B, N) gradient tensor in the backward pass."""
+
+    spikes: Tensor
+    membranes: Tensor | None
+    counts: Tensor
 
 
 @dataclass(frozen=True)

@@ -20,49 +20,25 @@ Two input forms:
 
 Two backends behind the one interface, bit-identical in forward:
   * "torch": the readable loop in `lif_core.neuron`, any device;
-  * "numba": the kernels in `lif_core.numba_kernels`, CPU only, the fast path.
-  * "auto" picks numba for CPU tensors and torch otherwise.
+  * "numba": the kernels in `lif_core.sequence_kernels`, CPU only, the fast path.
+  * "auto" picks numba where its kernels can run the tensors, torch otherwise
+    (`lif_core.backend`).
+
+This is the specialised path of the one neuron, `lif_core.leaky.leaky_sequence`, which
+takes it whenever a layer's options are snnTorch's defaults (subtract reset, reset_delay,
+graded factor 1) and its beta and threshold fixed scalars; tests/test_leaky_options.py holds
+the two paths to the same bits.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
-
 import torch
 from torch import Tensor
 
-from lif_core import numba_kernels
-from lif_core.neuron import LIFParameters, reference_backward, reference_forward
+from lif_core import sequence_kernels
+from lif_core.backend import Backend, choose_backend
+from lif_core.neuron import LIFParameters, LeakySequenceOutput, reference_backward, reference_forward
 from lif_core.surrogate import Surrogate
-
-Backend = Literal["torch", "numba", "auto"]
-BACKENDS: tuple[str, ...] = ("torch", "numba", "auto")
-
-
-class LIFSequenceOutput(NamedTuple):
-    """Spikes S_t and membranes U_t (before reset), each (T, B, N), and the spike
-    counts C = sum_t S_t, (B, N); membranes is None when not asked for.  All
-    three are differentiable; a loss on the
-    counts should use `counts` rather than `spikes.sum(0)`, which costs a (T, B, N)
-    gradient tensor in the backward pass."""
-
-    spikes: Tensor
-    membranes: Tensor | None
-    counts: Tensor
-
-
-def resolve_backend(backend: str, device: torch.device) -> Literal["torch", "numba"]:
-    """Turn "auto" into a concrete backend, and refuse numba off the CPU."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    if backend == "auto":
-        return "numba" if device.type == "cpu" else "torch"
-    if backend == "numba" and device.type != "cpu":
-        raise ValueError(
-            f"the numba backend runs on the CPU only, but the tensors are on {device}; "
-            "use backend='torch' (or 'auto') for other devices"
-        )
-    return backend  # type: ignore[return-value]
 
 
 def run_forward(
@@ -70,7 +46,7 @@ def run_forward(
 ) -> tuple[Tensor, Tensor | None, Tensor]:
     """The forward time loop on the chosen backend, outside autograd."""
     if backend == "numba":
-        spikes, membranes, counts = numba_kernels.forward(
+        spikes, membranes, counts = sequence_kernels.forward(
             current.detach().contiguous().numpy(), num_steps, beta, threshold, store_membranes
         )
         return (
@@ -127,27 +103,25 @@ class LIFSequenceFunction(torch.autograd.Function):
             return grad.contiguous().numpy()
 
         if ctx.recompute:
-            grad_current = numba_kernels.backward_recompute(
+            grad_current = sequence_kernels.backward_recompute(
                 saved.numpy(),
                 as_array(grad_spikes),
                 as_array(grad_counts),
                 ctx.beta,
                 ctx.threshold,
-                ctx.surrogate.name,
-                ctx.surrogate.scale,
+                ctx.surrogate,
             )
             return torch.from_numpy(grad_current), None, None, None, None, None, None
         if ctx.backend == "numba":
             grad_current = torch.from_numpy(
-                numba_kernels.backward(
+                sequence_kernels.backward(
                     saved.numpy(),
                     as_array(grad_spikes),
                     as_array(grad_counts),
                     as_array(grad_membranes),
                     ctx.beta,
                     ctx.threshold,
-                    ctx.surrogate.name,
-                    ctx.surrogate.scale,
+                    ctx.surrogate,
                     ctx.constant_input,
                 )
             )
@@ -201,19 +175,19 @@ def lif_sequence(
     num_steps: int | None = None,
     backend: Backend = "auto",
     return_membranes: bool = True,
-) -> LIFSequenceOutput:
+) -> LeakySequenceOutput:
     """Simulate a LIF population over time, differentiably.
 
     current:   (T, B, N) time-varying, or (B, N) constant with `num_steps` given.
     params:    beta, threshold, surrogate (see `LIFParameters`).
-    backend:   "torch", "numba" or "auto" (numba on CPU).
+    backend:   "torch", "numba" or "auto" (numba where its kernels run: `lif_core.backend`).
     return_membranes: False returns membranes=None; without autograd they are
                then never stored, which saves writing a (T, B, N) tensor.
-    Returns LIFSequenceOutput(spikes, membranes, counts): (T, B, N), (T, B, N) and
+    Returns LeakySequenceOutput(spikes, membranes, counts): (T, B, N), (T, B, N) and
     (B, N), in the dtype of `current`.
     """
     steps = sequence_length(current, num_steps)
-    concrete = resolve_backend(backend, current.device)
+    concrete = choose_backend(backend, current)
     beta, threshold = float(params.beta), float(params.threshold)
     if not (torch.is_grad_enabled() and current.requires_grad):
         spikes, membranes, counts = run_forward(current, int(steps), beta, threshold, concrete, return_membranes)
@@ -221,4 +195,4 @@ def lif_sequence(
         spikes, membranes, counts = LIFSequenceFunction.apply(
             current, int(steps), beta, threshold, params.surrogate, concrete, return_membranes
         )
-    return LIFSequenceOutput(spikes, membranes if return_membranes else None, counts)
+    return LeakySequenceOutput(spikes, membranes if return_membranes else None, counts)

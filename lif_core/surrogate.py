@@ -24,10 +24,9 @@ derivative of the step:
         dS/dU = 0                        (dH/dx, taken as 0 at x = 0 too)
 
 so a network trained with it receives exactly zero gradient and never learns
-(docs/02_true_gradient.md measures that).  A fourth, used only by the general
-`lif_core.leaky` path (not by `make_surrogate`, the kernels or the CLI):
+(docs/02_true_gradient.md measures that).  And snnTorch's `surrogate.sigmoid`:
 
-    sigmoid (snnTorch's `surrogate.sigmoid`):
+    sigmoid ("sigmoid"):
         dS/dU = slope * e^(-slope*x) / (e^(-slope*x) + 1)^2      slope = 25 by default
 
 Fast sigmoid, arctan and sigmoid are written exactly as snnTorch 1.0.0 writes
@@ -38,21 +37,23 @@ Note the arctan *derivative* carries the prefactor alpha/2 and peaks at alpha/2
 
 Each surrogate is a tiny frozen dataclass holding its one parameter, and owns a
 `torch.autograd.Function` that implements the forward step and the backward
-slope.  The whole-sequence LIF layer (`lif_core.sequence`) does not call the
-Function per step; it calls `derivative()` (or the identical Numba code) inside
-its own hand-written BPTT loop.
+slope.  It also owns its `code`, the number by which every Numba kernel selects
+its derivative (`lif_core.sequence_kernels`, `lif_core.leaky_kernels`,
+`lif_core.fused_kernels`): this table is the only place those numbers are written.
+The whole-sequence LIF layers do not call the Function per step; they call
+`derivative()` (or the identical Numba code) inside their hand-written BPTT loops.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
-SurrogateName = Literal["fast_sigmoid", "atan", "heaviside"]
+SurrogateName = Literal["fast_sigmoid", "atan", "heaviside", "sigmoid", "disabled"]
 
 
 def heaviside(shifted_membrane: Tensor) -> Tensor:
@@ -120,6 +121,7 @@ class FastSigmoid:
 
     slope: float = 25.0
     name: ClassVar[SurrogateName] = "fast_sigmoid"
+    code: ClassVar[int] = 0  # the kernels' number for this surrogate
 
     def __post_init__(self) -> None:
         _check_positive_finite("fast_sigmoid slope", self.slope)
@@ -144,6 +146,7 @@ class ArcTan:
 
     alpha: float = 2.0
     name: ClassVar[SurrogateName] = "atan"
+    code: ClassVar[int] = 1  # the kernels' number for this surrogate
 
     def __post_init__(self) -> None:
         _check_positive_finite("atan alpha", self.alpha)
@@ -168,6 +171,7 @@ class StraightHeaviside:
     threshold).  Gradient descent through it learns nothing; kept to show exactly that."""
 
     name: ClassVar[SurrogateName] = "heaviside"
+    code: ClassVar[int] = 2  # the kernels' number for this surrogate
 
     @property
     def scale(self) -> float:
@@ -181,6 +185,20 @@ class StraightHeaviside:
     def derivative(self, shifted_membrane: Tensor) -> Tensor:
         """dS/dU = dH/dx = 0 at x = U - thr."""
         return torch.zeros_like(shifted_membrane)
+
+
+@dataclass(frozen=True)
+class SurrogateDisabled(StraightHeaviside):
+    """snnTorch's `surrogate_disable=True`: the plain step `(x > 0).float()`, no autograd node
+    at all, so the graph is cut at the spike (StraightHeaviside keeps it, with a zero
+    gradient).  The whole-sequence kernels read its code, StraightHeaviside's: no gradient
+    passes a spike there either."""
+
+    name: ClassVar[SurrogateName] = "disabled"
+
+    def spike(self, shifted_membrane: Tensor) -> Tensor:
+        """S = (x > 0).float(), as snnTorch's `_surrogate_bypass` (float32 whatever x's dtype)."""
+        return (shifted_membrane > 0).float()
 
 
 class SigmoidSpike(torch.autograd.Function):
@@ -214,13 +232,11 @@ class Sigmoid:
     (float32, slope 25: x < -1.78) the derivative is exactly 0 instead of tiny, and once
     e^(-slope*x) itself overflows (x < -3.55) it is inf/inf = NaN.  Bit-identical to snnTorch
     means NaN there too; float64 pushes both limits out by a factor of about 8.
-
-    Only for `lif_core.leaky` (the general snn.Leaky path): it is deliberately not part of the
-    `Surrogate` union nor of `make_surrogate`, whose names the Numba kernels and the CLI accept.
     """
 
     slope: float = 25.0
-    name: ClassVar[Literal["sigmoid"]] = "sigmoid"
+    name: ClassVar[SurrogateName] = "sigmoid"
+    code: ClassVar[int] = 3  # the kernels' number for this surrogate
 
     def __post_init__(self) -> None:
         _check_positive_finite("sigmoid slope", self.slope)
@@ -243,22 +259,34 @@ class Sigmoid:
         )
 
 
-Surrogate = FastSigmoid | ArcTan | StraightHeaviside
+Surrogate = FastSigmoid | ArcTan | StraightHeaviside | Sigmoid | SurrogateDisabled
 
-SURROGATE_NAMES: tuple[SurrogateName, ...] = ("fast_sigmoid", "atan", "heaviside")
+# name -> class; the kernels' codes are each class's `code`
+SURROGATES: dict[str, type[Surrogate]] = {
+    cls.name: cls for cls in (FastSigmoid, ArcTan, StraightHeaviside, Sigmoid, SurrogateDisabled)
+}
+SURROGATE_NAMES: tuple[SurrogateName, ...] = tuple(SURROGATES)  # type: ignore[assignment]
 
 
 def make_surrogate(name: str, scale: float | None = None) -> Surrogate:
-    """Build a surrogate by name; `scale` is the slope (fast_sigmoid) or alpha (atan);
-    "heaviside" takes no scale."""
-    if name == "fast_sigmoid":
-        return FastSigmoid() if scale is None else FastSigmoid(slope=float(scale))
-    if name == "atan":
-        return ArcTan() if scale is None else ArcTan(alpha=float(scale))
-    if name == "heaviside":
+    """Build a surrogate by name; `scale` is the slope (fast_sigmoid, sigmoid) or alpha (atan);
+    "heaviside" and "disabled" take no scale."""
+    if name not in SURROGATES:
+        raise ValueError(f"unknown surrogate {name!r}: choose one of {', '.join(SURROGATE_NAMES)}")
+    if issubclass(SURROGATES[name], StraightHeaviside):
         if scale is not None:
-            raise ValueError(f"the heaviside surrogate has no shape parameter, got scale {scale!r}")
-        return StraightHeaviside()
-    raise ValueError(
-        f"unknown surrogate {name!r}: choose one of {', '.join(SURROGATE_NAMES)}"
-    )
+            raise ValueError(f"the {name} surrogate has no shape parameter, got scale {scale!r}")
+        return SURROGATES[name]()
+    return SURROGATES[name]() if scale is None else SURROGATES[name](float(scale))  # type: ignore[call-arg]
+
+
+def surrogate_to_json(surrogate: Surrogate) -> dict[str, Any]:
+    """{"name": ..., "scale": ...} (no scale for "heaviside", "disabled"); `surrogate_from_json` reads it back."""
+    if isinstance(surrogate, StraightHeaviside):
+        return {"name": surrogate.name}
+    return {"name": surrogate.name, "scale": surrogate.scale}
+
+
+def surrogate_from_json(payload: dict[str, Any]) -> Surrogate:
+    """Inverse of `surrogate_to_json`."""
+    return make_surrogate(str(payload.get("name")), payload.get("scale"))

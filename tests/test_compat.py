@@ -1,6 +1,7 @@
 """`lif_core.compat.Leaky`, the drop-in snn.Leaky: a study-style snnTorch script with its
 import swapped gives the same spikes, losses and gradients; snnTorch's call conventions,
-state_dict entries and the reset_mechanism property behave as snnTorch 1.0.0's."""
+state_dict entries, learnable graded factor, surrogate_disable and the reset_mechanism
+property behave as snnTorch 1.0.0's, also under torch.compile(fullgraph=True)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import snntorch as snn
 import torch
+import torch._dynamo as dynamo
 import torch.nn.functional as F
 from snntorch import surrogate as snn_surrogate
 from snntorch import utils as snn_utils
@@ -27,10 +29,12 @@ def study_script(snn_module: ModuleType | SimpleNamespace, surrogate: Any, reset
             super().__init__()
             self.fc1 = nn.Linear(784, 64)
             self.lif1 = snn_module.Leaky(beta=0.9, spike_grad=surrogate.fast_sigmoid(slope=25),
-                                         reset_mechanism=reset, learn_beta=learn, learn_threshold=learn)
+                                         reset_mechanism=reset, learn_beta=learn, learn_threshold=learn,
+                                         learn_graded_spikes_factor=learn)
             self.fc2 = nn.Linear(64, 10)
             self.lif2 = snn_module.Leaky(beta=0.9, spike_grad=surrogate.fast_sigmoid(slope=25),
-                                         reset_mechanism=reset, learn_beta=learn, learn_threshold=learn)
+                                         reset_mechanism=reset, learn_beta=learn, learn_threshold=learn,
+                                         learn_graded_spikes_factor=learn)
 
         def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
             mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
@@ -114,8 +118,9 @@ def test_sequential_init_hidden_and_output_conventions(mnist_test: MnistSplit) -
 def test_state_dicts_load_both_ways_strictly_and_reset_mechanism_follows() -> None:
     theirs = snn.Leaky(beta=torch.full((5,), 0.7), threshold=0.5, learn_threshold=True, reset_mechanism="zero")
     ours = compat.Leaky(beta=torch.full((5,), 0.9), learn_threshold=True)
-    with pytest.raises(ValueError, match="says 'zero', but this Leaky was built with reset_mechanism='subtract'"):
+    with pytest.raises(RuntimeError, match=r"reset_mechanism_val is 1 \('zero'\), but this Leaky was built with reset_mechanism='subtract'"):
         ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert ours.reset_mechanism == "subtract" and int(ours.reset_mechanism_val) == 0  # refused, not half-loaded
     ours = compat.Leaky(beta=torch.full((5,), 0.9), learn_threshold=True, reset_mechanism="zero")
     ours.load_state_dict(theirs.state_dict(), strict=True)
     assert ours.reset_mechanism == "zero" and int(ours.reset_mechanism_val) == 1
@@ -137,8 +142,6 @@ def test_state_dicts_load_both_ways_strictly_and_reset_mechanism_follows() -> No
     [
         ({"inhibition": True}, "inhibition=True"),
         ({"state_quant": lambda x: x}, "state_quant"),
-        ({"surrogate_disable": True}, "surrogate_disable=True"),
-        ({"learn_graded_spikes_factor": True}, "learn_graded_spikes_factor=True"),
         ({"spike_grad": snn_surrogate.triangular()}, "spike_grad"),
         ({"reset_mechanism": "soft"}, "reset_mechanism 'soft'"),
     ],
@@ -147,3 +150,84 @@ def test_unsupported_arguments_are_named_not_ignored(arguments: dict[str, Any], 
     with pytest.raises(ValueError, match=named) as error:
         compat.Leaky(beta=0.9, **arguments)
     assert "\n" not in str(error.value)
+
+
+def test_surrogate_disable_cuts_the_graph_at_the_spike_as_snntorch_does() -> None:
+    """surrogate_disable=True: the same float32 spikes and membranes as snnTorch's, spikes with
+    no graph (a loss on them alone cannot be differentiated), membranes with one; the graded
+    factor still learns through the spikes."""
+    current = torch.rand(6, 4, 3) * 1.5
+    results = []
+    for snn_module in (snn, compat):
+        layer = snn_module.Leaky(beta=0.8, surrogate_disable=True, learn_graded_spikes_factor=True)
+        x = current.clone().requires_grad_()
+        mem, spikes, membranes = layer.init_leaky(), [], []
+        for x_t in x:
+            spk, mem = layer(x_t * 1.0, mem)
+            spikes.append(spk)
+            membranes.append(mem)
+        assert spikes[0].grad_fn is not None and membranes[0].requires_grad  # through g and the membrane
+        (grad,) = torch.autograd.grad(torch.stack(spikes).sum(), layer.graded_spikes_factor)
+        results.append((torch.stack(spikes), torch.stack(membranes), grad))
+        bare = snn_module.Leaky(beta=0.8, surrogate_disable=True)
+        spk, _ = bare(x[0], bare.init_leaky())
+        assert not spk.requires_grad
+    (their_spikes, their_mem, their_grad), (our_spikes, our_mem, our_grad) = results
+    assert our_spikes.dtype == their_spikes.dtype == torch.float32
+    assert torch.equal(our_spikes, their_spikes) and torch.equal(our_mem.detach(), their_mem.detach())
+    assert torch.equal(our_grad, their_grad) and float(our_grad) > 0
+
+
+@pytest.mark.parametrize(("reset", "reset_delay"), [("subtract", True), ("zero", False)])
+def test_the_drop_in_builds_and_runs_under_torch_compile_fullgraph(reset: str, reset_delay: bool) -> None:
+    """torch.compile(fullgraph=True) of the drop-in (learnt beta, threshold and graded factor):
+    no graph break, and the same spikes, membranes and gradients as eager mode and snnTorch."""
+    generator = torch.Generator().manual_seed(3)
+    current = torch.rand(8, 5, 6, generator=generator) * 1.5
+    arguments = dict(beta=0.85, threshold=0.9, reset_mechanism=reset, reset_delay=reset_delay, learn_beta=True,
+                     learn_threshold=True, learn_graded_spikes_factor=True, graded_spikes_factor=1.5)
+    eager = compat.Leaky(**arguments)
+    explanation = dynamo.explain(compat.Leaky(**arguments))(current[0], torch.zeros(5, 6))
+    assert explanation.graph_break_count == 0
+    results = []
+    for layer in (snn.Leaky(**arguments), eager, torch.compile(compat.Leaky(**arguments), fullgraph=True)):
+        mem, spikes, membranes = torch.zeros(5, 6), [], []
+        for current_t in current:
+            spk, mem = layer(current_t, mem)
+            spikes.append(spk)
+            membranes.append(mem)
+        loss = (torch.stack(spikes) * 2.0).sum() + torch.stack(membranes).pow(2).sum()
+        parameters = [param for _, param in sorted(layer.named_parameters())]
+        results.append((torch.stack(spikes), torch.stack(membranes), torch.autograd.grad(loss, parameters)))
+    theirs, ours, compiled = results
+    for other in (ours, compiled):
+        assert torch.equal(other[0], theirs[0]) and torch.equal(other[1], theirs[1])
+        for mine, reference in zip(other[2], theirs[2]):
+            torch.testing.assert_close(mine, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_snntorchs_own_leaky_checks_hold() -> None:
+    """What snnTorch 1.0.0's tests/test_snntorch/test_leaky.py checks, on the drop-in: the
+    membrane decays by beta from one call to the next, reset_mechanism_val follows the
+    property, init_hidden layers return the spike alone and refuse a membrane argument, a
+    learnt graded factor requires grad, and surrogate_disable compiles without graph breaks."""
+    input_ = torch.tensor([0.25, 0.0]).unsqueeze(-1)
+    layer = compat.Leaky(beta=0.5)
+    mem, mem_rec, spk_rec = layer.init_leaky(), [], []
+    for step in range(2):
+        spk, mem = layer(input_[step], mem)
+        mem_rec.append(mem)
+        spk_rec.append(spk)
+    assert mem_rec[1] == mem_rec[0] * 0.5 + input_[1] and spk_rec[0] == spk_rec[1]
+    layers = [compat.Leaky(beta=0.5, reset_mechanism=name) for name in ("subtract", "zero", "none")]
+    assert [int(layer.reset_mechanism_val) for layer in layers] == [0, 1, 2]
+    for layer, name in zip(layers, ("zero", "none", "subtract")):
+        layer.reset_mechanism = name
+    assert [int(layer.reset_mechanism_val) for layer in layers] == [1, 2, 0]
+    for name in ("subtract", "zero", "none"):
+        hidden = compat.Leaky(beta=0.5, init_hidden=True, reset_mechanism=name)
+        assert hidden(input_[0]) == hidden(input_[1])
+        with pytest.raises(TypeError):
+            hidden(input_, input_)
+    assert compat.Leaky(beta=0.5, init_hidden=True, learn_graded_spikes_factor=True).graded_spikes_factor.requires_grad
+    assert dynamo.explain(compat.Leaky(beta=0.5, surrogate_disable=True))(input_[0]).graph_break_count == 0

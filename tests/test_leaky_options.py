@@ -1,14 +1,17 @@
-"""lif_core.leaky, the general snn.Leaky, against snnTorch 1.0.0 option by option.
+"""lif_core.leaky, the neuron, against snnTorch 1.0.0 option by option.
 
 For every combination of reset_mechanism x reset_delay x {scalar, per-neuron} beta and
-threshold x {fixed, learnable} x graded_spikes_factor {1, 2} x surrogate {atan,
-fast_sigmoid, sigmoid}, and on both backends (the readable torch loops and the Numba
-kernels of lif_core.leaky_kernels):
+threshold x {fixed, learnable beta, threshold and graded factor} x graded_spikes_factor
+{1, 2} x surrogate {atan, fast_sigmoid, sigmoid}, and on both backends (the readable torch
+loops and the Numba kernels of lif_core.leaky_kernels):
   * spikes and membranes are torch.equal to snn.Leaky run step by step (float32);
-  * gradients for the input, beta and threshold match snnTorch's autograd to float32
-    rounding;
+  * gradients for the input, beta, threshold and graded factor match snnTorch's autograd
+    to float32 rounding;
   * in float64 the hand-written BPTT equals autograd through our own step to 1e-10.
-Hypothesis then searches shapes (T = 1 included), options and backends at random.
+Where the options are snn.Leaky's defaults, leaky_sequence takes lif_sequence's specialised
+kernels; both paths give the same bits there (the option grid of
+test_specialised_and_general_paths_give_the_same_bits).  Hypothesis then searches shapes
+(T = 1 included), options and backends at random.
 """
 
 from __future__ import annotations
@@ -27,17 +30,11 @@ from hypothesis import strategies as st
 from snntorch import surrogate as snn_surrogate
 from torch import Tensor
 
-from lif_core.leaky import (
-    LeakyOptions,
-    LeakySequenceOutput,
-    LeakySurrogate,
-    ResetMechanism,
-    leaky_sequence,
-    leaky_step,
-    leaky_unrolled,
-    snntorch_leaky_options,
-)
-from lif_core.surrogate import ArcTan, FastSigmoid, Sigmoid, StraightHeaviside
+from lif_core.leaky import leaky_sequence, leaky_step, leaky_unrolled
+from lif_core.modules import Leaky
+from lif_core.neuron import LeakyOptions, LeakySequenceOutput, LIFParameters, ResetMechanism
+from lif_core.sequence import lif_sequence
+from lif_core.surrogate import ArcTan, FastSigmoid, Sigmoid, StraightHeaviside, Surrogate
 
 STEPS, BATCH, NEURONS = 20, 3, 7
 BACKENDS = ["torch", "numba"]
@@ -45,7 +42,7 @@ RESETS: list[ResetMechanism] = ["subtract", "zero", "none"]
 # per-neuron values include the clamp's edges: beta 1.0 and 0.0-by-clamp (-0.2) and 1.3
 PER_NEURON_BETA = [0.9, 0.5, 1.0, 1.3, -0.2, 0.95, 0.7]
 PER_NEURON_THRESHOLD = [1.0, 0.8, 1.2, 0.5, 1.5, 1.0, 0.9]
-SURROGATES: dict[str, tuple[LeakySurrogate, object]] = {
+SURROGATES: dict[str, tuple[Surrogate, object]] = {
     "atan": (ArcTan(2.0), snn_surrogate.atan(alpha=2.0)),
     "fast_sigmoid": (FastSigmoid(25.0), snn_surrogate.fast_sigmoid(slope=25)),
     "sigmoid": (Sigmoid(25.0), snn_surrogate.sigmoid(slope=25)),
@@ -64,7 +61,11 @@ class Case(NamedTuple):
     surrogate: str
 
     def options(self) -> LeakyOptions:
-        return LeakyOptions(self.reset, self.reset_delay, self.graded, SURROGATES[self.surrogate][0])
+        return LeakyOptions(self.reset, self.reset_delay, SURROGATES[self.surrogate][0])
+
+    def graded_factor(self, dtype: torch.dtype) -> Tensor:
+        """g as snnTorch stores it (0-dim), learnt with beta and threshold."""
+        return torch.tensor(self.graded, dtype=dtype).requires_grad_(self.learn)
 
     def beta(self, dtype: torch.dtype) -> Tensor:
         return torch.tensor(0.9 if self.beta_shape == "scalar" else PER_NEURON_BETA, dtype=dtype)
@@ -116,6 +117,7 @@ def run_snntorch(case: Case, current: Tensor) -> tuple[Tensor, Tensor, snn.Leaky
         learn_threshold=case.learn,
         reset_mechanism=case.reset,
         graded_spikes_factor=case.graded,
+        learn_graded_spikes_factor=case.learn,
         reset_delay=case.reset_delay,
     )
     mem = layer.init_leaky()
@@ -135,26 +137,27 @@ def loss_of(spikes: Tensor, membranes: Tensor, spike_weights: Tensor, membrane_w
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_forward_and_gradients_match_snntorch_float32(case: Case, backend: str) -> None:
-    """Bit-identical spikes/membranes; input grads to rtol 1e-5, beta/threshold grads (sums
-    over batch and time, with cancellation) to rtol 1e-4, atol 1e-6 of the largest entry."""
+    """Bit-identical spikes/membranes; input grads to rtol 1e-5, beta/threshold/graded grads
+    (sums over batch and time, with cancellation) to rtol 1e-4, atol 1e-6 of the largest entry."""
     current, spike_weights, membrane_weights = random_inputs(torch.float32)
     theirs_in = current.clone().requires_grad_()
     theirs_spikes, theirs_membranes, layer = run_snntorch(case, theirs_in)
     beta = case.beta(torch.float32).requires_grad_(case.learn)
     threshold = case.threshold(torch.float32).requires_grad_(case.learn)
+    graded = case.graded_factor(torch.float32)
     ours_in = current.clone().requires_grad_()
-    ours = leaky_sequence(ours_in, beta, threshold, case.options(), backend=backend)
+    ours = leaky_sequence(ours_in, beta, threshold, case.options(), backend=backend, graded_spikes_factor=graded)
     assert torch.equal(ours.spikes, theirs_spikes)
     assert torch.equal(ours.membranes, theirs_membranes)
     assert 0 < int((theirs_spikes != 0).sum()) < theirs_spikes.numel()
 
-    their_leaves = [theirs_in] + ([layer.beta, layer.threshold] if case.learn else [])
-    our_leaves = [ours_in] + ([beta, threshold] if case.learn else [])
+    their_leaves = [theirs_in] + ([layer.beta, layer.threshold, layer.graded_spikes_factor] if case.learn else [])
+    our_leaves = [ours_in] + ([beta, threshold, graded] if case.learn else [])
     theirs_grads = torch.autograd.grad(
         loss_of(theirs_spikes, theirs_membranes, spike_weights, membrane_weights), their_leaves
     )
-    ours_grads = torch.autograd.grad(loss_of(*ours, spike_weights, membrane_weights), our_leaves)
-    for name, mine, reference in zip(["input", "beta", "threshold"], ours_grads, theirs_grads):
+    ours_grads = torch.autograd.grad(loss_of(ours.spikes, ours.membranes, spike_weights, membrane_weights), our_leaves)
+    for name, mine, reference in zip(["input", "beta", "threshold", "graded"], ours_grads, theirs_grads):
         assert bool(torch.isfinite(reference).all()), name
         rtol = 1e-5 if name == "input" else 1e-4
         atol = 1e-6 * float(reference.abs().max())
@@ -170,7 +173,7 @@ SELF_CASES = [case for case in CASES if case.graded == 2.0 or case.surrogate == 
 @pytest.mark.parametrize("case", SELF_CASES, ids=case_id)
 def test_handwritten_bptt_equals_autograd_through_our_step_float64(case: Case, backend: str) -> None:
     """float64: leaky_sequence's backward equals autograd through leaky_unrolled to 1e-10,
-    for the input, beta, threshold and a starting membrane."""
+    for the input, beta, threshold, graded factor and a starting membrane."""
     current, spike_weights, membrane_weights = random_inputs(torch.float64, seed=1)
     start = torch.rand((BATCH, NEURONS), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     grads = []
@@ -179,11 +182,13 @@ def test_handwritten_bptt_equals_autograd_through_our_step_float64(case: Case, b
             current.clone().requires_grad_(),
             case.beta(torch.float64).requires_grad_(case.learn),
             case.threshold(torch.float64).requires_grad_(case.learn),
+            case.graded_factor(torch.float64),
             start.clone().requires_grad_(),
         ]
-        out = run(leaves[0], leaves[1], leaves[2], case.options(), membrane=leaves[3])
+        out = run(leaves[0], leaves[1], leaves[2], case.options(), membrane=leaves[4], graded_spikes_factor=leaves[3])
         wanted = [leaf for leaf in leaves if leaf.requires_grad]
-        grads.append((out, torch.autograd.grad(loss_of(*out, spike_weights, membrane_weights), wanted)))
+        loss = loss_of(out.spikes, out.membranes, spike_weights, membrane_weights)
+        grads.append((out, torch.autograd.grad(loss, wanted)))
     (ours, ours_grads), (reference, reference_grads) = grads
     assert torch.equal(ours.spikes, reference.spikes) and torch.equal(ours.membranes, reference.membranes)
     for mine, expected in zip(ours_grads, reference_grads):
@@ -201,7 +206,7 @@ def test_constant_input_straight_heaviside_and_one_step_float64(
     generator = torch.Generator().manual_seed(3)
     constant = torch.rand((BATCH, NEURONS), generator=generator, dtype=torch.float64) * 1.5
     for surrogate, steps in ((ArcTan(), 15), (StraightHeaviside(), 15), (FastSigmoid(), 1)):
-        options = LeakyOptions(reset, reset_delay, 1.5, surrogate)
+        options = LeakyOptions(reset, reset_delay, surrogate)
         results = []
         for run in (partial(leaky_sequence, backend=backend), leaky_unrolled):
             leaves = [
@@ -209,7 +214,7 @@ def test_constant_input_straight_heaviside_and_one_step_float64(
                 torch.tensor(PER_NEURON_BETA, dtype=torch.float64, requires_grad=True),
                 torch.tensor(0.8, dtype=torch.float64, requires_grad=True),
             ]
-            out = run(leaves[0], leaves[1], leaves[2], options, num_steps=steps)
+            out = run(leaves[0], leaves[1], leaves[2], options, num_steps=steps, graded_spikes_factor=1.5)
             loss = out.spikes.sum() + (out.membranes**2).sum()
             results.append((out, torch.autograd.grad(loss, leaves)))
         (ours, ours_grads), (reference, reference_grads) = results
@@ -237,7 +242,7 @@ def test_scalar_beta_gradient_is_zero_where_the_clamp_is_active(beta_value: floa
     )
     beta = torch.tensor(beta_value, requires_grad=True)
     ours_out = leaky_sequence(current, beta, 1.0, case.options(), backend=backend)
-    (ours,) = torch.autograd.grad(loss_of(*ours_out, spike_weights, membrane_weights), [beta])
+    (ours,) = torch.autograd.grad(loss_of(ours_out.spikes, ours_out.membranes, spike_weights, membrane_weights), [beta])
     assert torch.equal(ours_out.membranes, torch.stack(membranes))
     if 0.0 < beta_value < 1.0:
         assert float(theirs) != 0.0
@@ -255,29 +260,23 @@ def test_leaky_step_matches_one_snntorch_call_from_a_given_membrane() -> None:
         for delay in (True, False):
             layer = snn.Leaky(beta=0.8, reset_mechanism=reset, reset_delay=delay, graded_spikes_factor=0.3)
             their_spikes, their_mem = layer(current, start.clone())
-            options = LeakyOptions(reset, delay, 0.3)
-            spikes, mem = leaky_step(current, start.clone(), 0.8, 1.0, options)
+            spikes, mem = leaky_step(current, start.clone(), 0.8, 1.0, LeakyOptions(reset, delay), 0.3)
             assert torch.equal(spikes, their_spikes) and torch.equal(mem, their_mem), (reset, delay)
 
 
-def test_snntorch_leaky_options_builds_the_same_neuron() -> None:
-    """snnTorch-style constructor arguments give options and tensors equal to snn.Leaky's."""
+def test_the_module_holds_snntorchs_tensors() -> None:
+    """lif_core.Leaky built with snn.Leaky's arguments holds tensors equal to snn.Leaky's (same
+    names, dtypes, order; Parameters where learnt, buffers otherwise)."""
     beta = torch.tensor(PER_NEURON_BETA)
-    options, our_beta, our_threshold = snntorch_leaky_options(
-        beta,
-        threshold=0.7,
-        learn_beta=True,
-        reset_mechanism="zero",
-        reset_delay=False,
-        graded_spikes_factor=2.0,
-    )
-    assert options == LeakyOptions("zero", False, 2.0, ArcTan(2.0))
-    assert our_beta.requires_grad and not our_threshold.requires_grad
-    layer = snn.Leaky(
-        beta=beta.clone(), threshold=0.7, learn_beta=True, reset_mechanism="zero", reset_delay=False
-    )
-    assert torch.equal(our_beta, layer.beta) and torch.equal(our_threshold, layer.threshold)
-    assert our_threshold.dtype == layer.threshold.dtype == torch.float32
+    ours = Leaky(beta, 0.7, reset_mechanism="zero", reset_delay=False, graded_spikes_factor=2.0,
+                 learn_beta=True, learn_graded_spikes_factor=True)
+    theirs = snn.Leaky(beta=beta.clone(), threshold=0.7, learn_beta=True, reset_mechanism="zero",
+                       reset_delay=False, graded_spikes_factor=2.0, learn_graded_spikes_factor=True)
+    assert ours.options == LeakyOptions("zero", False, ArcTan(2.0))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    for key, value in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value) and ours.state_dict()[key].dtype == value.dtype, key
+    assert [name for name, _ in ours.named_parameters()] == [name for name, _ in theirs.named_parameters()]
 
 
 # --------------------------------------------------------------------------- surrogates and errors
@@ -318,19 +317,18 @@ def test_sigmoid_overflow_is_copied() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "named"),
     [
-        ({"inhibition": True}, "inhibition"),
-        ({"state_quant": object()}, "state_quant"),
-        ({"surrogate_disable": True}, "surrogate_disable"),
-        ({"learn_graded_spikes_factor": True}, "learn_graded_spikes_factor"),
         ({"reset_mechanism": "hard"}, "reset_mechanism"),
-        ({"spike_grad": snn_surrogate.triangular()}, "surrogate"),
+        ({"surrogate": snn_surrogate.triangular()}, "surrogate"),
         ({"graded_spikes_factor": 0.0}, "graded_spikes_factor"),
+        ({"graded_spikes_factor": torch.ones(3)}, "graded_spikes_factor"),
+        ({"beta": float("nan")}, "beta"),
+        ({"backend": "cuda"}, "unknown backend"),
     ],
 )
 def test_unsupported_options_raise_a_one_line_error_naming_them(kwargs: dict, named: str) -> None:
     """Every option we do not implement is a ValueError with one line that names it."""
     with pytest.raises(ValueError, match=named) as error:
-        snntorch_leaky_options(0.9, **kwargs)
+        Leaky(**{"beta": 0.9, **kwargs})
     assert "\n" not in str(error.value)
 
 
@@ -366,7 +364,7 @@ def test_backend_choice_and_refusals() -> None:
 
 # --------------------------------------------------------------------------- properties
 
-HYPOTHESIS_SURROGATES: dict[str, tuple[LeakySurrogate, object]] = {
+HYPOTHESIS_SURROGATES: dict[str, tuple[Surrogate, object]] = {
     **SURROGATES,
     "heaviside": (StraightHeaviside(), None),
 }
@@ -376,6 +374,7 @@ class Problem(NamedTuple):
     """One random problem: shapes, options, parameters and inputs (float64 masters)."""
 
     options: LeakyOptions
+    graded: float
     surrogate: str
     constant: bool
     steps: int
@@ -397,12 +396,8 @@ def leaky_problems(draw: st.DrawFn) -> Problem:
     neurons = step_shape[-1]
     constant = draw(st.booleans())
     surrogate = draw(st.sampled_from(sorted(HYPOTHESIS_SURROGATES)))
-    options = LeakyOptions(
-        draw(st.sampled_from(RESETS)),
-        draw(st.booleans()),
-        draw(st.sampled_from([1.0, 2.0, 0.5, -1.0])),
-        HYPOTHESIS_SURROGATES[surrogate][0],
-    )
+    options = LeakyOptions(draw(st.sampled_from(RESETS)), draw(st.booleans()), HYPOTHESIS_SURROGATES[surrogate][0])
+    graded = draw(st.sampled_from([1.0, 2.0, 0.5, -1.0]))
     beta_values = st.floats(-0.2, 1.2, allow_nan=False)
     beta_shape = draw(st.sampled_from([(), (1,), (neurons,)]))
     threshold_shape = draw(st.sampled_from([(), (1,), (neurons,)]))
@@ -415,6 +410,7 @@ def leaky_problems(draw: st.DrawFn) -> Problem:
     current = torch.rand(input_shape, generator=generator, dtype=torch.float64) * 1.7 - 0.2
     return Problem(
         options,
+        graded,
         surrogate,
         constant,
         steps,
@@ -441,9 +437,10 @@ def _gradients(run: Callable, problem: Problem, dtype: torch.dtype, start: bool)
         problem.options,
         num_steps=problem.steps if problem.constant else None,
         membrane=membrane,
+        graded_spikes_factor=problem.graded,
     )
     wanted = leaves + ([membrane] if membrane is not None else [])
-    loss = loss_of(*out, problem.spike_weights.to(dtype), problem.membrane_weights.to(dtype))
+    loss = loss_of(out.spikes, out.membranes, problem.spike_weights.to(dtype), problem.membrane_weights.to(dtype))
     return out, torch.autograd.grad(loss, wanted)
 
 
@@ -472,7 +469,7 @@ def test_property_matches_snntorch_float32(problem: Problem, backend: str) -> No
         learn_beta=True,
         learn_threshold=True,
         reset_mechanism=problem.options.reset_mechanism,
-        graded_spikes_factor=problem.options.graded_spikes_factor,
+        graded_spikes_factor=problem.graded,
         reset_delay=problem.options.reset_delay,
     )
     current = problem.current.float().requires_grad_()
@@ -489,3 +486,88 @@ def test_property_matches_snntorch_float32(problem: Problem, backend: str) -> No
     for mine, reference in zip(ours_grads, theirs_grads):
         atol = 1e-5 * float(reference.abs().max())
         torch.testing.assert_close(mine, reference.reshape(mine.shape), rtol=1e-4, atol=atol)
+
+
+# --------------------------------------------------------------------------- one neuron, two paths
+
+
+def _general(current: Tensor, params: LIFParameters, num_steps: int | None, backend: str) -> LeakySequenceOutput:
+    """leaky_sequence made to take its general loops: a starting membrane (zeros) is given."""
+    start = torch.zeros(current.shape if num_steps is not None else current.shape[1:], dtype=current.dtype)
+    options = LeakyOptions(surrogate=params.surrogate)
+    return leaky_sequence(current, params.beta, params.threshold, options, num_steps, start, backend)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("constant", [True, False], ids=["constant-BN", "time-varying-TBN"])
+@pytest.mark.parametrize("surrogate", [FastSigmoid(25.0), ArcTan(2.0), Sigmoid(5.0), StraightHeaviside()], ids=lambda s: s.name)
+@pytest.mark.parametrize("beta,threshold", [(0.9, 1.0), (0.5, 0.3), (1.0, 2.0), (0.0, 0.7), (1.3, 1.0), (-0.2, 0.5)])
+def test_specialised_and_general_paths_give_the_same_bits(
+    beta: float, threshold: float, surrogate: Surrogate, constant: bool, dtype: torch.dtype, backend: str
+) -> None:
+    """Over the grid of snn.Leaky's default options (subtract, reset_delay, g = 1, every
+    surrogate, beta inside, on and outside [0, 1], both dtypes, both input forms, both
+    backends): lif_sequence (the specialised path, which leaky_sequence takes for them) and
+    the general loops give the same spikes, membranes and counts, bit for bit, and the same
+    input gradient for a loss on spikes and counts: bit for bit on the torch backend and for
+    the fast sigmoid and the straight Heaviside on numba (the kernels write the arctan and
+    sigmoid derivatives with their constants rounded in another order: to 1e-6 there)."""
+    steps, batch, neurons = 25, 8, 33
+    generator = torch.Generator().manual_seed(13)
+    shape = (batch, neurons) if constant else (steps, batch, neurons)
+    # I >= -0.1 thr keeps U - thr where the sigmoid's e^(-slope*x) does not overflow to NaN
+    current = (torch.randn(shape, generator=generator, dtype=torch.float64) * threshold + 0.6 * threshold)
+    current = current.clamp(min=-0.1 * threshold).to(dtype)
+    weights = torch.randn((steps, batch, neurons), generator=generator, dtype=torch.float64).to(dtype)
+    params = LIFParameters(beta, threshold, surrogate)
+    num_steps = steps if constant else None
+    results = []
+    for run in (
+        lambda x: lif_sequence(x, params, num_steps, backend),  # type: ignore[arg-type]
+        lambda x: leaky_sequence(x, beta, threshold, LeakyOptions(surrogate=surrogate), num_steps, backend=backend),  # type: ignore[arg-type]
+        lambda x: _general(x, params, num_steps, backend),
+    ):
+        x = current.clone().requires_grad_()
+        out = run(x)
+        (grad,) = torch.autograd.grad((out.spikes * weights).sum() + (out.counts**2).sum(), x)
+        results.append((out, grad))
+    (specialised, grad), *others = results
+    assert 0 < specialised.spikes.sum() < specialised.spikes.numel()
+    assert bool(torch.isfinite(grad).all())
+    for out, other_grad in others:
+        assert out.spikes.dtype == dtype
+        assert torch.equal(out.spikes, specialised.spikes)
+        assert torch.equal(out.membranes, specialised.membranes)
+        assert torch.equal(out.counts, specialised.counts)
+        if backend == "torch" or surrogate.name in ("fast_sigmoid", "heaviside"):
+            assert torch.equal(other_grad, grad)
+        else:
+            torch.testing.assert_close(other_grad, grad, rtol=1e-6, atol=1e-6 * float(grad.abs().max()))
+
+
+def test_leaky_sequence_takes_the_specialised_path_exactly_where_the_options_allow() -> None:
+    """The dispatch: snn.Leaky's defaults from a zero start go to lif_sequence's kernels (its
+    Function in the graph); a learnt value, another reset, reset_delay off, g != 1, a given
+    membrane or a per-neuron beta go to the general loops."""
+    current = torch.rand(5, 2, 3, requires_grad=True)
+
+    def node(**kwargs: object) -> str:
+        options = LeakyOptions(kwargs.pop("reset", "subtract"), kwargs.pop("delay", True))  # type: ignore[arg-type]
+        beta = kwargs.pop("beta", 0.9)
+        out = leaky_sequence(current, beta, 1.0, options, **kwargs)  # type: ignore[arg-type]
+        return type(out.spikes.grad_fn).__name__
+
+    specialised, general = "LIFSequenceFunctionBackward", "LeakySequenceFunctionBackward"
+    assert node() == specialised
+    assert node(beta=torch.tensor(0.9)) == specialised
+    assert node(graded_spikes_factor=torch.tensor(1.0)) == specialised
+    assert node(beta=torch.tensor(0.9, requires_grad=True)) == general
+    assert node(beta=torch.full((3,), 0.9)) == general
+    assert node(reset="zero") == general
+    assert node(delay=False) == general
+    assert node(graded_spikes_factor=2.0) == general
+    assert node(membrane=torch.zeros(2, 3)) == general
+    with torch.no_grad():  # a learnt value needs no gradient without autograd
+        out = leaky_sequence(current, torch.tensor(0.9, requires_grad=True), 1.0, LeakyOptions())
+    assert out.spikes.grad_fn is None

@@ -20,22 +20,23 @@ from hypothesis import strategies as st
 from torch import Tensor
 
 from lif_core import (
-    LIF,
     ArcTan,
     FastSigmoid,
+    Leaky,
     LIFParameters,
-    initial_state,
+    Sigmoid,
     StraightHeaviside,
+    choose_backend,
+    initial_state,
     lif_sequence,
     lif_step,
-    resolve_backend,
     unrolled_sequence,
 )
 from lif_core.surrogate import Surrogate
-from experiments.snntorch_reference import run_leaky
+from experiments.snntorch_network import run_leaky
 
 BACKENDS = ["torch", "numba"]
-SURROGATES: list[Surrogate] = [FastSigmoid(slope=25.0), ArcTan(alpha=2.0)]
+SURROGATES: list[Surrogate] = [FastSigmoid(slope=25.0), ArcTan(alpha=2.0), Sigmoid(slope=5.0)]
 LossKind = Literal["spikes", "membranes", "counts", "cross_entropy", "all"]
 LOSS_KINDS: list[LossKind] = ["spikes", "membranes", "counts", "cross_entropy", "all"]
 
@@ -133,7 +134,7 @@ def test_known_trace_constant_input(backend: str, constant: bool) -> None:
 
 
 def test_known_trace_through_lif_step_and_module() -> None:
-    """`lif_step`, `unrolled_sequence` and the `LIF` module reproduce the same trace."""
+    """`lif_step`, `unrolled_sequence` and the `Leaky` module reproduce the same trace."""
     expected_membranes, expected_spikes = float32_recursion(0.3, 0.9, 1.0, 10)
     params = LIFParameters(0.9, 1.0)
     current = torch.full((1, 1), 0.3)
@@ -147,7 +148,7 @@ def test_known_trace_through_lif_step_and_module() -> None:
     np.testing.assert_allclose(stepped_membranes, expected_membranes, rtol=0, atol=1e-6)
     spikes, membranes = unrolled_sequence(current, params, num_steps=10)
     assert spikes.flatten().tolist() == expected_spikes
-    module_out = LIF(beta=0.9, threshold=1.0)(current, num_steps=10)
+    module_out = Leaky(beta=0.9, threshold=1.0, surrogate=FastSigmoid())(current, num_steps=10)
     assert torch.equal(module_out.spikes, spikes)
     assert torch.equal(module_out.membranes, membranes)
 
@@ -400,22 +401,28 @@ def test_lif_sequence_rejects_unknown_backend() -> None:
     with pytest.raises(ValueError, match="unknown backend 'cuda'"):
         lif_sequence(torch.zeros(3, 2, 2), LIFParameters(), backend="cuda")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown backend"):
-        LIF(backend="fast")  # type: ignore[arg-type]
+        Leaky(backend="fast")  # type: ignore[arg-type]
 
 
-def test_resolve_backend_rules() -> None:
-    """auto -> numba on CPU, torch elsewhere; numba off the CPU is refused (no GPU needed)."""
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_backend("auto", cpu) == "numba"
-    assert resolve_backend("auto", cuda) == "torch"
-    assert resolve_backend("auto", torch.device("meta")) == "torch"
-    assert resolve_backend("torch", cpu) == "torch"
-    assert resolve_backend("torch", cuda) == "torch"
-    assert resolve_backend("numba", cpu) == "numba"
-    with pytest.raises(ValueError, match="CPU only.*cuda"):
-        resolve_backend("numba", cuda)
+def test_choose_backend_rules() -> None:
+    """auto -> numba where the kernels run (CPU, float32/float64), torch elsewhere; numba
+    where they cannot is refused with the reason (no GPU needed: the meta device stands in)."""
+    cpu, meta = torch.zeros(2, 3), torch.zeros(2, 3, device="meta")
+    assert choose_backend("auto", cpu) == "numba"
+    assert choose_backend("auto", cpu.double()) == "numba"
+    assert choose_backend("auto", meta) == "torch"
+    assert choose_backend("auto", cpu.half()) == "torch"
+    assert choose_backend("torch", cpu) == "torch"
+    assert choose_backend("torch", meta) == "torch"
+    assert choose_backend("numba", cpu) == "numba"
+    with pytest.raises(ValueError, match="CPU only.*meta"):
+        choose_backend("numba", meta)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        choose_backend("numba", cpu.half())
+    with pytest.raises(ValueError, match="beta in the input's dtype"):
+        choose_backend("numba", cpu, beta=torch.zeros(3, dtype=torch.float64))
     with pytest.raises(ValueError, match="unknown backend"):
-        resolve_backend("gpu", cpu)
+        choose_backend("gpu", cpu)
 
 
 @pytest.mark.parametrize("field,value", [("beta", float("nan")), ("beta", float("inf")), ("threshold", float("nan")), ("threshold", float("-inf"))])

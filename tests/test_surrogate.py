@@ -12,7 +12,9 @@ from lif_core import (
     ArcTan,
     FastSigmoid,
     LIFParameters,
+    Sigmoid,
     StraightHeaviside,
+    SurrogateDisabled,
     initial_state,
     lif_sequence,
     lif_step,
@@ -146,17 +148,18 @@ def test_make_surrogate_defaults_and_scales() -> None:
     assert make_surrogate("fast_sigmoid", 10) == FastSigmoid(slope=10.0)
     assert make_surrogate("atan", 0.5) == ArcTan(alpha=0.5)
     assert make_surrogate("atan", 3).scale == 3.0
-    assert FastSigmoid().name == "fast_sigmoid" and ArcTan().name == "atan"
+    assert make_surrogate("sigmoid") == Sigmoid(slope=25.0) and make_surrogate("sigmoid", 5).scale == 5.0
+    assert FastSigmoid().name == "fast_sigmoid" and ArcTan().name == "atan" and Sigmoid().name == "sigmoid"
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "ATAN", "fast-sigmoid", "", "step"])
+@pytest.mark.parametrize("name", ["relu", "ATAN", "fast-sigmoid", "", "step"])
 def test_make_surrogate_rejects_unknown_names(name: str) -> None:
     """An unknown name is a ValueError that lists the valid names."""
-    with pytest.raises(ValueError, match="fast_sigmoid, atan"):
+    with pytest.raises(ValueError, match="fast_sigmoid, atan, heaviside, sigmoid, disabled"):
         make_surrogate(name)
 
 
-@pytest.mark.parametrize("name", ["fast_sigmoid", "atan"])
+@pytest.mark.parametrize("name", ["fast_sigmoid", "atan", "sigmoid"])
 @pytest.mark.parametrize("scale", [0, 0.0, -1.0, -25, float("nan"), float("inf"), float("-inf")])
 def test_make_surrogate_rejects_non_positive_or_non_finite_scales(name: str, scale: float) -> None:
     """slope/alpha must be positive and finite; anything else is a ValueError naming it."""
@@ -190,12 +193,24 @@ def test_straight_heaviside_is_the_step_forward_and_zero_backward(dtype: torch.d
     assert torch.equal(surrogate.derivative(x.detach()), torch.zeros_like(x))
 
 
-def test_make_surrogate_heaviside_takes_no_scale() -> None:
-    """'heaviside' builds StraightHeaviside; a scale for it is an error, not silently ignored."""
-    assert make_surrogate("heaviside") == StraightHeaviside()
-    assert StraightHeaviside().name == "heaviside"
+@pytest.mark.parametrize("name, cls", [("heaviside", StraightHeaviside), ("disabled", SurrogateDisabled)])
+def test_make_surrogate_heaviside_and_disabled_take_no_scale(name: str, cls: type) -> None:
+    """'heaviside' builds StraightHeaviside, 'disabled' SurrogateDisabled (snnTorch's
+    surrogate_disable); a scale for either is an error, not silently ignored."""
+    assert make_surrogate(name) == cls() and type(make_surrogate(name)) is cls
+    assert cls().name == name
     with pytest.raises(ValueError, match="no shape parameter"):
-        make_surrogate("heaviside", 2.0)
+        make_surrogate(name, 2.0)
+
+
+def test_surrogate_disabled_cuts_the_graph_where_straight_heaviside_keeps_it() -> None:
+    """SurrogateDisabled's step is a plain comparison, float32 and without an autograd node,
+    as snnTorch's; StraightHeaviside gives the same spikes with a zero gradient."""
+    x = torch.tensor([-1.0, -0.0, 0.0, 1e-7, 0.3], dtype=torch.float64, requires_grad=True)
+    disabled = SurrogateDisabled().spike(x)
+    assert disabled.dtype == torch.float32 and not disabled.requires_grad
+    assert disabled.tolist() == StraightHeaviside().spike(x).tolist() == [0.0, 0.0, 0.0, 1.0, 1.0]
+    assert torch.equal(SurrogateDisabled().derivative(x.detach()), torch.zeros_like(x))
 
 
 @pytest.mark.parametrize("backend", ["torch", "numba"])

@@ -1,4 +1,4 @@
-"""Numba CPU kernels for the whole-sequence LIF layer: the fast path.
+"""Numba CPU kernels for the whole-sequence LIF layer (`lif_core.sequence`): the fast path.
 
 Same maths, same floating-point operations in the same order as the torch
 reference in `lif_core.neuron` (`reference_forward`, `reference_backward`), so
@@ -39,14 +39,16 @@ does it when the membranes are not asked for.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import prange
 
-FAST_SIGMOID = 0
-ARCTAN = 1
-HEAVISIDE = 2
-SURROGATE_CODES = {"fast_sigmoid": FAST_SIGMOID, "atan": ARCTAN, "heaviside": HEAVISIDE}
+from lif_core.surrogate import ArcTan, FastSigmoid, Sigmoid, Surrogate
+
+# The surrogates' own codes (`lif_core.surrogate`), as compile-time constants of the kernels.
+FAST_SIGMOID, ARCTAN, SIGMOID = FastSigmoid.code, ArcTan.code, Sigmoid.code
 
 # Rows of the batch are handed out to threads in this many contiguous blocks;
 # scratch memory is allocated once per block.  A fixed number, so that nothing
@@ -155,6 +157,11 @@ def lif_backward(
                         # (alpha/2) / (1 + (pi/2 * alpha * x)^2)
                         z = half_pi * surrogate_scale * (membranes[t, b, n] - threshold)
                         grad_s[n] = grad_s[n] * (surrogate_scale / two / (one + z * z))
+                elif surrogate_code == SIGMOID:
+                    for n in range(neurons):
+                        # slope * e^(-slope*x) / (e^(-slope*x) + 1)^2
+                        e = math.exp(-surrogate_scale * (membranes[t, b, n] - threshold))
+                        grad_s[n] = grad_s[n] * (surrogate_scale * e / ((e + one) * (e + one)))
                 else:
                     for n in range(neurons):
                         # HEAVISIDE: the true derivative, dH/dx = 0
@@ -244,6 +251,11 @@ def lif_backward_recompute(
                     grad_s = (grad_spikes[t, b, start + n] if has_grad_spikes else zero) + counts_grad[n]
                     z = half_pi * surrogate_scale * (membranes[t, n] - threshold)
                     carry[n] = grad_s * (surrogate_scale / two / (one + z * z)) + beta * carry[n]
+            elif surrogate_code == SIGMOID:
+                for n in range(width):
+                    grad_s = (grad_spikes[t, b, start + n] if has_grad_spikes else zero) + counts_grad[n]
+                    e = math.exp(-surrogate_scale * (membranes[t, n] - threshold))
+                    carry[n] = grad_s * (surrogate_scale * e / ((e + one) * (e + one))) + beta * carry[n]
             else:
                 for n in range(width):
                     carry[n] = zero + beta * carry[n]
@@ -290,8 +302,7 @@ def backward_recompute(
     grad_counts: np.ndarray | None,
     beta: float,
     threshold: float,
-    surrogate_name: str,
-    surrogate_scale: float,
+    surrogate: Surrogate,
 ) -> np.ndarray:
     """dL/dI for a time-varying input from the input itself (`lif_backward_recompute`),
     for losses on spikes and counts (no gradient on membranes: they were not kept)."""
@@ -305,8 +316,8 @@ def backward_recompute(
         grad_counts is not None,
         dtype(min(max(beta, 0.0), 1.0)),
         dtype(threshold),
-        SURROGATE_CODES[surrogate_name],
-        dtype(surrogate_scale),
+        surrogate.code,
+        dtype(surrogate.scale),
         dtype(np.pi / 2),
         grad_current,
     )
@@ -320,8 +331,7 @@ def backward(
     grad_membranes: np.ndarray | None,
     beta: float,
     threshold: float,
-    surrogate_name: str,
-    surrogate_scale: float,
+    surrogate: Surrogate,
     constant_input: bool,
 ) -> np.ndarray:
     """Allocate dL/dI and run `lif_backward`; see `lif_core.neuron.reference_backward`."""
@@ -340,8 +350,8 @@ def backward(
         grad_membranes is not None,
         dtype(min(max(beta, 0.0), 1.0)),
         dtype(threshold),
-        SURROGATE_CODES[surrogate_name],
-        dtype(surrogate_scale),
+        surrogate.code,
+        dtype(surrogate.scale),
         dtype(np.pi / 2),
         constant_input,
         grad_current,
