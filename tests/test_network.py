@@ -6,9 +6,10 @@ Architectures (all 784 inputs, real MNIST test images, small hidden layers):
     constant-current input, count loss with an activity penalty;
   * "study-zero": the same with reset_mechanism="zero" and learnt beta;
   * "sequential-3": nn.Sequential 784-64-32-10, per-neuron learnt beta, learnt (per-neuron
-    and scalar) thresholds, reset_delay=False, graded factor 2, mixed resets, membrane loss;
+    and scalar) thresholds, reset_delay=False, graded factor 2 (learnt in one layer), mixed
+    resets, membrane loss;
   * "rate": nn.Sequential 784-32-10 with rate-coded input (spikegen.rate), fast sigmoid,
-    membrane loss.
+    membrane loss with an activity penalty.
 For each: every layer's spikes and membranes torch.equal to snnTorch's, the loss equal,
 every parameter's gradient to float32 rounding (rtol 1e-4); checkpoints both ways; the
 one-line errors of bad checkpoints; rate coding's statistics and seeding; JSON round trips.
@@ -35,12 +36,13 @@ from experiments.snntorch_network import (
     snntorch_model,
     snntorch_sequential,
 )
-from lif_core.leaky import LeakyOptions
+from dataclasses import replace
+
+from lif_core.neuron import LeakyOptions
 from lif_core.surrogate import FastSigmoid, Sigmoid, StraightHeaviside
 from training.checkpoint import CheckpointError, atomic_torch_save, save_model
 from training.data import MnistSplit
 from training.errors import SnnMnistError
-from training.model import ModelConfig, SupervisedSNN
 from training.network import (
     FeedForwardSNN,
     NetworkConfig,
@@ -48,16 +50,18 @@ from training.network import (
     NeuronConfig,
     network_loss,
     rate_code,
+    spike_count_loss,
     study_network_config,
 )
+from training.presets import network_with
 from training.snntorch_checkpoint import (
     Naming,
-    load_snntorch_checkpoint,
+    load_network,
     network_from_state_dict,
+    rename_modules,
     save_snntorch_checkpoint,
     snntorch_state_dict,
 )
-from training.train import spike_count_loss
 
 BATCH, STEPS, SEED = 6, 20, 3
 
@@ -79,16 +83,19 @@ def architectures() -> list[Architecture]:
         NeuronConfig(
             beta=per_neuron(64, 0.5, 1.1, 1),  # some above 1: clamped, zero gradient there
             threshold=per_neuron(64, 0.4, 0.9, 2),
+            graded_spikes_factor=2.0,
             learn_beta=True,
             learn_threshold=True,
-            options=LeakyOptions("zero", reset_delay=False, graded_spikes_factor=2.0),
+            options=LeakyOptions("zero", reset_delay=False),
         ),
         NeuronConfig(
             beta=per_neuron(32, 0.6, 0.95, 3),
             threshold=1.0,
+            graded_spikes_factor=2.0,
             learn_beta=True,
             learn_threshold=True,
-            options=LeakyOptions("subtract", reset_delay=False, graded_spikes_factor=2.0),
+            learn_graded_spikes_factor=True,
+            options=LeakyOptions("subtract", reset_delay=False),
         ),
         NeuronConfig(beta=0.9, threshold=1.0, options=LeakyOptions("subtract", reset_delay=False)),
     )
@@ -114,6 +121,7 @@ def architectures() -> list[Architecture]:
                 STEPS,
                 input_coding="rate",
                 loss="membrane",
+                activity_penalty=0.01,
             ),
             "sequential",
         ),
@@ -141,7 +149,7 @@ def run_theirs(model: nn.Module, config: NetworkConfig, images: Tensor, seed: in
 
 
 def run_ours(model: FeedForwardSNN, images: Tensor, seed: int = SEED) -> NetworkOutput:
-    return model(images, generator=torch.Generator().manual_seed(seed))
+    return model(images, generator=torch.Generator().manual_seed(seed), record_membranes=True)
 
 
 def twin_models(arch: Architecture) -> tuple[FeedForwardSNN, nn.Module]:
@@ -165,13 +173,10 @@ def same_neurons(found: NetworkConfig, built: NetworkConfig) -> bool:
     """The same float32 beta and threshold (values and shapes), reset mechanism and graded
     factor per layer: what a state_dict holds (learn_*, reset_delay and surrogate it does not)."""
     for a, b in zip(found.neurons, built.neurons, strict=True):
-        for name in ("beta", "threshold"):
+        for name in ("beta", "threshold", "graded_spikes_factor"):
             if not torch.equal(torch.tensor(getattr(a, name)), torch.tensor(getattr(b, name))):
                 return False
-        if (a.options.reset_mechanism, a.options.graded_spikes_factor) != (
-            b.options.reset_mechanism,
-            b.options.graded_spikes_factor,
-        ):
+        if a.options.reset_mechanism != b.options.reset_mechanism:
             return False
     return True
 
@@ -198,9 +203,7 @@ def test_forward_loss_and_gradients_match_snntorch(arch: Architecture, batch: tu
     our_loss.backward()
     reference.backward()
     our_params, their_params = dict(ours.named_parameters()), dict(theirs.named_parameters())
-    names = {key: key for key in our_params}
-    if arch.naming == "study":
-        names = dict(zip(snntorch_state_dict(ours, "sequential"), snntorch_state_dict(ours, "study")))
+    names = dict(zip(snntorch_state_dict(ours, "study"), snntorch_state_dict(ours, arch.naming)))
     assert sorted(names[key] for key in our_params) == sorted(their_params)
     for key, parameter in our_params.items():
         expected = their_params[names[key]].grad
@@ -223,21 +226,23 @@ def test_sequential_forward_as_tutorials_call_it(batch: tuple[Tensor, Tensor]) -
     assert torch.equal(torch.stack([mem for _, mem in steps]), our_out.output_membranes)
 
 
-def test_study_model_is_an_instance(batch: tuple[Tensor, Tensor]) -> None:
-    """SupervisedSNN's exact path and FeedForwardSNN(study_network_config) on the same
-    weights: the same spikes, counts and study loss; a `snn-mnist train` file loads as "study"."""
+def test_the_studys_network_is_one_config_and_its_checkpoint_reads_back(batch: tuple[Tensor, Tensor], tmp_path: Path) -> None:
+    """The study's network is FeedForwardSNN(study_network_config()): its checkpoint as
+    `snn-mnist train` writes it reads back as "study" naming with the same sizes, values and
+    options, and runs the same spikes, membranes, counts and study loss, fused or exact."""
     images, labels = batch
-    model_config = ModelConfig(hidden_size=24, num_steps=STEPS, backend="torch", fused=False)
+    config = network_with(study_network_config(), {"hidden_size": 24, "num_steps": STEPS, "activity_penalty": 0.01})
     torch.manual_seed(1)
-    study = SupervisedSNN(model_config)
-    config = study_network_config(model_config, activity_penalty=0.01)
-    loaded = network_from_state_dict(study.state_dict(), STEPS, surrogate=config.neurons[0].options.surrogate)
+    study = FeedForwardSNN(config, fused=False)
+    save_model(study, tmp_path / "model.pt")
+    loaded = load_network(tmp_path / "model.pt", config)
     assert loaded.naming == "study" and loaded.model.config.layer_sizes == config.layer_sizes
     assert same_neurons(loaded.model.config, config)
-    study_out, our_out = study(images, record_membranes=True), loaded.model(images)
+    assert loaded.model.compute_path() == "fused" and study.compute_path() == "exact"
+    study_out, our_out = study(images, record_membranes=True), loaded.model(images, record_membranes=True)
     assert torch.equal(study_out.hidden_spikes, our_out.spikes[0])
     assert torch.equal(study_out.output_membranes, our_out.output_membranes)
-    assert torch.equal(study_out.output_counts, our_out.output_counts)
+    assert torch.equal(study_out.output_counts, loaded.model(images).output_counts)
     study_loss = spike_count_loss(study_out.output_counts, study_out.hidden_counts, labels, 0.01)
     assert torch.equal(study_loss.total, network_loss(our_out, labels, config).total)
 
@@ -288,26 +293,22 @@ def test_snntorch_to_ours_detects_the_architecture_and_runs_the_same(
     path = tmp_path / "theirs.pt"
     torch.save(theirs.state_dict(), path)
     neurons = arch.config.neurons
-    loaded = load_snntorch_checkpoint(
-        path,
-        arch.config.num_steps,
-        reset_delay=[neuron.options.reset_delay for neuron in neurons],
-        input_coding=arch.config.input_coding,
-        loss=arch.config.loss,
-        surrogate=[neuron.options.surrogate for neuron in neurons],
-        learn_beta=[neuron.learn_beta for neuron in neurons],
-        learn_threshold=[neuron.learn_threshold for neuron in neurons],
-        activity_penalty=arch.config.activity_penalty,
+    # the base gives what a state_dict does not hold; its values and reset are overwritten
+    base = replace(
+        arch.config,
+        neurons=tuple(replace(neuron, beta=0.123, threshold=0.456, graded_spikes_factor=3.0) for neuron in neurons),
     )
+    loaded = load_network(path, base)
     assert loaded.naming == arch.naming
     detected = loaded.model.config
     assert detected.layer_sizes == arch.config.layer_sizes
     assert same_neurons(detected, arch.config)
-    for found, built in zip(detected.neurons, neurons):  # and what the arguments gave
-        assert (found.options, found.learn_beta, found.learn_threshold) == (
+    for found, built in zip(detected.neurons, neurons):  # and what the base gave
+        assert (found.options, found.learn_beta, found.learn_threshold, found.learn_graded_spikes_factor) == (
             built.options,
             built.learn_beta,
             built.learn_threshold,
+            built.learn_graded_spikes_factor,
         )
     assert [p.shape for p in loaded.model.parameters()] == [p.shape for p in theirs.parameters()]
     assert_same_outputs(run_ours(loaded.model, batch[0]), run_theirs(theirs, arch.config, batch[0]))
@@ -337,13 +338,19 @@ def test_config_json_round_trip() -> None:
         ({"num_steps": 0}, "num_steps"),
         ({"input_coding": "latency"}, "input coding"),
         ({"loss": "mse"}, "loss"),
-        ({"loss": "membrane", "activity_penalty": 0.1}, "activity_penalty"),
+        ({"activity_penalty": -0.1}, "activity_penalty"),
         ({"neurons": (NeuronConfig(), NeuronConfig(), NeuronConfig())}, "3 neuron configs"),
     ],
 )
 def test_bad_configs_raise(kwargs: dict, named: str) -> None:
     with pytest.raises(ValueError, match=named):
         NetworkConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"graded_spikes_factor": 0.0}, {"beta": float("nan")}, {"learn_beta": 1}])
+def test_bad_neuron_configs_raise(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        NeuronConfig(**kwargs)
 
 
 # --------------------------------------------------------------------------- bad checkpoints
@@ -380,7 +387,7 @@ def test_bad_checkpoints_get_one_line_errors(name: str, corrupt: Callable, named
     path = tmp_path / f"{name}.pt"
     atomic_torch_save(path, corrupt(good_state()))
     with pytest.raises(CheckpointError) as caught:
-        load_snntorch_checkpoint(path, STEPS)
+        load_network(path)
     message = str(caught.value)
     assert isinstance(caught.value, SnnMnistError)
     assert named in message and "Fix:" in message and "\n" not in message and str(path) in message
@@ -388,23 +395,30 @@ def test_bad_checkpoints_get_one_line_errors(name: str, corrupt: Callable, named
 
 def test_a_good_state_loads_and_a_mismatched_layer_is_refused() -> None:
     state = good_state()
-    assert network_from_state_dict(state, STEPS).model.config.layer_sizes == (784, 8, 10)
-    with pytest.raises(CheckpointError, match="reset_delay has 3 values, but the checkpoint has 2 layers"):
-        network_from_state_dict(state, STEPS, reset_delay=[True, False, True])
-    with pytest.raises(CheckpointError, match="num_steps must be a positive integer"):
-        network_from_state_dict(state, 0)
+    assert network_from_state_dict(state).model.config.layer_sizes == (784, 8, 10)
+    three = NetworkConfig((784, 8, 8, 10), (NeuronConfig(), NeuronConfig(beta=0.5), NeuronConfig()))
+    with pytest.raises(CheckpointError, match="the checkpoint has 2 layers, and the settings give 3 different ones"):
+        network_from_state_dict(state, three)
     model = FeedForwardSNN(NetworkConfig((784, 8, 10)))
+    ours = rename_modules(state, "sequential", "study", 2)
     with pytest.raises(RuntimeError, match="reset_mechanism_val is 1"):
-        model.load_state_dict({**state, "1.reset_mechanism_val": torch.tensor(1)})
+        model.load_state_dict({**ours, "lif1.reset_mechanism_val": torch.tensor(1)})
 
 
 def test_study_checkpoint_from_snn_mnist_train_loads(tmp_path: Path) -> None:
     torch.manual_seed(2)
-    study = SupervisedSNN(ModelConfig(hidden_size=12, backend="torch", fused=False))
+    study = FeedForwardSNN(network_with(study_network_config(), {"hidden_size": 12}), backend="torch", fused=False)
     save_model(study, tmp_path / "model.pt")
-    loaded = load_snntorch_checkpoint(tmp_path / "model.pt", 25)
+    loaded = load_network(tmp_path / "model.pt", study_network_config())
     assert loaded.naming == "study" and loaded.model.config.layer_sizes == (784, 12, 10)
     assert list(snntorch_state_dict(loaded.model, "study")) == list(study.state_dict())
+    assert [(key, value.dtype) for key, value in study.state_dict().items()] == [
+        ("fc1.weight", torch.float32), ("fc1.bias", torch.float32), ("lif1.threshold", torch.float32),
+        ("lif1.graded_spikes_factor", torch.float32), ("lif1.reset_mechanism_val", torch.int64),
+        ("lif1.beta", torch.float32), ("fc2.weight", torch.float32), ("fc2.bias", torch.float32),
+        ("lif2.threshold", torch.float32), ("lif2.graded_spikes_factor", torch.float32),
+        ("lif2.reset_mechanism_val", torch.int64), ("lif2.beta", torch.float32),
+    ]
 
 
 def test_snntorch_keeps_its_constructors_reset_after_loading_a_checkpoint() -> None:

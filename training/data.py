@@ -63,6 +63,7 @@ Split = Literal["train", "test"]
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
 IMAGE_SIZE = 28
+INPUT_SIZE = IMAGE_SIZE * IMAGE_SIZE  # pixels per image, the network's inputs
 NUM_CLASSES = 10
 FILE_STEMS: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -1,8 +1,7 @@
-"""General feed-forward spiking networks: any number of Linear -> snn.Leaky layers.
+"""The network: any number of Linear -> Leaky layers, the study's 784-512-10 among them.
 
-With L layers, W_l, b_l the l-th Linear and Leaky_l the l-th neuron layer (its own
-`LeakyOptions`, beta and threshold; `lif_core.leaky.leaky_sequence` with hand-written BPTT,
-on the Numba kernels on the CPU and the readable torch loops elsewhere):
+With L layers, W_l, b_l the l-th Linear and Leaky_l the l-th neuron layer (its own options,
+beta, threshold and graded factor; `lif_core.modules.Leaky`):
 
     x            = the image flattened to (B, N_0)
     S^0_t        = x                                 input_coding="current": the static image
@@ -14,29 +13,33 @@ on the Numba kernels on the CPU and the readable torch loops elsewhere):
     C^l          = sum_t S^l_t                       spike counts, (B, N_l)
     prediction   = argmax_k C^L[k]                   ties go to the lowest class, as torch.argmax
 
-and the two losses:
+and the loss, a task term plus an activity penalty on the hidden layers:
 
-    loss="count":     L = CE(C^L, y) + activity_penalty * mean_{b, hidden n} C^l[b, n]   (the study)
-    loss="membrane":  L = sum_t CE(U^L_t, y)          (snnTorch tutorial 5; prediction still by counts)
+    loss="count":     L = CE(C^L, y)          + activity_penalty * mean_{b, hidden n} C^l[b, n]   (the study)
+    loss="membrane":  L = sum_t CE(U^L_t, y)  + activity_penalty * (the same)     (snnTorch tutorial 5)
 
 With "current" coding W_1 x + b_1 is computed once: snnTorch recomputes fc1(x) at every
 step and gets the same tensor each time, so this is exact.  Time-varying inputs go through
-each Linear one step at a time, as in snnTorch (see `per_step_linear`).  The state_dict
-has the keys of the matching snnTorch `nn.Sequential(nn.Linear, snn.Leaky(init_hidden=True), ...,
-snn.Leaky(init_hidden=True, output=True))` -- `0.weight`, `0.bias`, `1.threshold`,
-`1.graded_spikes_factor`, `1.reset_mechanism_val`, `1.beta`, `2.weight`, ... -- so it loads
-into that model with strict=True; `training.snntorch_checkpoint` converts to and from the
-study's `fc1`/`lif1`/... naming.  Modules are built in snnTorch's order (Linear, Leaky,
-Linear, ...), so one torch seed gives both the same initial weights.
+each Linear one step at a time, as in snnTorch (see `per_step_linear`).
 
-The study's `training.model.SupervisedSNN` is the instance `study_network_config(...)`
-(784-H-10, fast sigmoid, count loss); SupervisedSNN itself, with its fused Numba path, is
-unchanged and separate.
+Modules are named fc1, lif1, fc2, lif2, ... and built in that order, as the study's class
+and snnTorch's tutorials name and build them, so its state_dict loads into such a snnTorch
+class with strict=True and one torch seed gives both the same initial weights;
+`training.snntorch_checkpoint` converts to and from nn.Sequential's 0, 1, 2, ... naming.
+
+Two compute paths, the same function (`compute_path` says which one a model runs):
+  * exact: layer by layer, each neuron on `leaky_sequence` (the specialised kernels of
+    snn.Leaky's defaults where a layer has them): bit-identical to snnTorch;
+  * fused (two layers, constant current, both neurons with snn.Leaky's default options and
+    fixed scalar values, spike counts only; CPU): lif1 -> fc2 -> lif2 as one Numba kernel
+    per direction (`lif_core.fused`), the same sums in another order, several times faster.
+    This is how the study's network trains by default.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -44,59 +47,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lif_core.leaky import (
-    RESET_MECHANISMS,
-    LeakyOptions,
-    LeakySequenceOutput,
-    LeakySurrogate,
-    leaky_sequence,
-)
-from lif_core.sequence import BACKENDS, Backend
-from lif_core.surrogate import Sigmoid, StraightHeaviside, make_surrogate
-from training.model import INPUT_SIZE, NUM_CLASSES, ModelConfig
+from lif_core.backend import Backend, check_backend, choose_backend
+from lif_core.fused import fused_supported, lif_linear_lif
+from lif_core.modules import Leaky
+from lif_core.neuron import LeakyOptions, LIFParameters
+from lif_core.surrogate import FastSigmoid, surrogate_from_json, surrogate_to_json
+from training.data import INPUT_SIZE, NUM_CLASSES
 
 InputCoding = Literal["current", "rate"]
 LossKind = Literal["count", "membrane"]
 INPUT_CODINGS: tuple[InputCoding, ...] = ("current", "rate")
 LOSSES: tuple[LossKind, ...] = ("count", "membrane")
-# snnTorch's SpikingNeuron.reset_dict: reset_mechanism -> reset_mechanism_val
-RESET_VALUES: dict[str, int] = {name: value for value, name in enumerate(RESET_MECHANISMS)}
 Values = float | tuple[float, ...]
-
-
-# --------------------------------------------------------------------------- surrogates <-> JSON
-
-
-def surrogate_to_json(surrogate: LeakySurrogate) -> dict[str, Any]:
-    """{"name": ..., "scale": ...} (no scale for "heaviside")."""
-    if isinstance(surrogate, StraightHeaviside):
-        return {"name": surrogate.name}
-    return {"name": surrogate.name, "scale": surrogate.scale}
-
-
-def surrogate_from_json(payload: dict[str, Any]) -> LeakySurrogate:
-    """Inverse of `surrogate_to_json`; "sigmoid" as well as `make_surrogate`'s names."""
-    name, scale = payload.get("name"), payload.get("scale")
-    if name == "sigmoid":
-        return Sigmoid() if scale is None else Sigmoid(slope=float(scale))
-    return make_surrogate(str(name), scale)
-
-
-def options_to_json(options: LeakyOptions) -> dict[str, Any]:
-    """LeakyOptions as a JSON-ready dict (the surrogate by name and scale)."""
-    return {
-        "reset_mechanism": options.reset_mechanism,
-        "reset_delay": options.reset_delay,
-        "graded_spikes_factor": options.graded_spikes_factor,
-        "surrogate": surrogate_to_json(options.surrogate),
-    }
-
-
-def options_from_json(payload: dict[str, Any]) -> LeakyOptions:
-    """Inverse of `options_to_json`; a missing surrogate is snnTorch's default, atan(2)."""
-    values = dict(payload)
-    surrogate = surrogate_from_json(values.pop("surrogate", {"name": "atan"}))
-    return LeakyOptions(surrogate=surrogate, **values)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -117,31 +79,37 @@ def _as_values(value: Any, name: str) -> Values:
     return float(value)
 
 
+def _check_bool(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 @dataclass(frozen=True)
 class NeuronConfig:
-    """One snn.Leaky layer: beta and threshold (a scalar, or one value per neuron), whether
-    each is learnt, and the maths-changing options.  Defaults are snn.Leaky's (beta, which
-    has none there, is tutorial 5's 0.95).  beta is clamped to [0, 1] in the forward pass,
-    as snnTorch does; any finite value is accepted."""
+    """One Leaky layer: beta and threshold (a scalar, or one value per neuron), the graded
+    spike factor g, which of the three are learnt, and the maths-changing options.  Defaults
+    are snn.Leaky's (beta, which has none there, is tutorial 5's 0.95).  beta is clamped to
+    [0, 1] in the forward pass, as snnTorch does; any finite value is accepted."""
 
     beta: Values = 0.95
     threshold: Values = 1.0
+    graded_spikes_factor: float = 1.0
     learn_beta: bool = False
     learn_threshold: bool = False
+    learn_graded_spikes_factor: bool = False
     options: LeakyOptions = field(default_factory=LeakyOptions)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "beta", _as_values(self.beta, "beta"))
         object.__setattr__(self, "threshold", _as_values(self.threshold, "threshold"))
-        for name in ("learn_beta", "learn_threshold"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(  # noqa: TRY004 -- one error type for every refused setting
-                    f"{name} must be True or False, got {getattr(self, name)!r}"
-                )
+        graded = _as_values(self.graded_spikes_factor, "graded_spikes_factor")
+        if isinstance(graded, tuple) or graded == 0:
+            raise ValueError(f"graded_spikes_factor must be one finite non-zero number, got {self.graded_spikes_factor!r}")
+        object.__setattr__(self, "graded_spikes_factor", graded)
+        for name in ("learn_beta", "learn_threshold", "learn_graded_spikes_factor"):
+            _check_bool(getattr(self, name), name)
         if not isinstance(self.options, LeakyOptions):
-            raise ValueError(  # noqa: TRY004 -- one error type for every refused setting
-                f"options must be a lif_core.leaky.LeakyOptions, got {self.options!r}"
-            )
+            raise ValueError(f"options must be a lif_core.neuron.LeakyOptions, got {self.options!r}")
 
     def check_size(self, neurons: int, layer: int) -> None:
         """Per-neuron beta/threshold must have 1 or `neurons` values."""
@@ -158,17 +126,43 @@ class NeuronConfig:
         return {
             "beta": list(self.beta) if isinstance(self.beta, tuple) else self.beta,
             "threshold": list(self.threshold) if isinstance(self.threshold, tuple) else self.threshold,
+            "graded_spikes_factor": self.graded_spikes_factor,
             "learn_beta": self.learn_beta,
             "learn_threshold": self.learn_threshold,
-            "options": options_to_json(self.options),
+            "learn_graded_spikes_factor": self.learn_graded_spikes_factor,
+            "reset_mechanism": self.options.reset_mechanism,
+            "reset_delay": self.options.reset_delay,
+            "surrogate": surrogate_to_json(self.options.surrogate),
         }
 
     @classmethod
     def from_json(cls, payload: dict[str, Any]) -> NeuronConfig:
-        """Inverse of `to_json`."""
+        """Inverse of `to_json`; a missing key takes its default (atan(2) for the surrogate)."""
         values = dict(payload)
-        options = options_from_json(values.pop("options", {}))
+        options = LeakyOptions(
+            values.pop("reset_mechanism", "subtract"),
+            values.pop("reset_delay", True),
+            surrogate_from_json(values.pop("surrogate", {"name": "atan"})),
+        )
         return cls(options=options, **values)
+
+    def describe(self) -> str:
+        """'beta 0.9, threshold 1, subtract reset, ... fast_sigmoid(25)'."""
+        learnt = [name for name in ("beta", "threshold", "graded_spikes_factor") if getattr(self, f"learn_{name}")]
+        surrogate = self.options.surrogate
+        shape = "" if surrogate.name in ("heaviside", "disabled") else f"({surrogate.scale:g})"
+        return (
+            f"beta {_describe_values(self.beta)}, threshold {_describe_values(self.threshold)}, "
+            f"{self.options.reset_mechanism} reset, reset_delay {self.options.reset_delay}, "
+            f"graded {self.graded_spikes_factor:g}, {surrogate.name}{shape}"
+            + (f", learnt {'+'.join(learnt)}" if learnt else "")
+        )
+
+
+def _describe_values(value: Values) -> str:
+    if isinstance(value, tuple):
+        return f"per-neuron ({len(value)})" if len(value) > 1 else f"{value[0]:g} (shape (1,))"
+    return f"{value:g}"
 
 
 def _neurons_per_layer(neurons: Any, layers: int) -> tuple[NeuronConfig, ...]:
@@ -190,7 +184,9 @@ def _neurons_per_layer(neurons: Any, layers: int) -> tuple[NeuronConfig, ...]:
 @dataclass(frozen=True)
 class NetworkConfig:
     """A feed-forward SNN: layer sizes (N_0 inputs, ..., N_L outputs), one NeuronConfig per
-    Leaky layer (or one for all), time steps, input coding and loss (see the module docstring)."""
+    Leaky layer (or one for all), time steps, input coding, loss and the activity penalty's
+    weight (see the module docstring).  Defaults are snnTorch tutorial 5's network;
+    `study_network_config()` is the study's."""
 
     layer_sizes: tuple[int, ...] = (INPUT_SIZE, 1000, NUM_CLASSES)
     neurons: tuple[NeuronConfig, ...] = ()
@@ -218,10 +214,9 @@ class NetworkConfig:
         if self.loss not in LOSSES:
             raise ValueError(f"loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         penalty = self.activity_penalty
-        if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not math.isfinite(penalty):
-            raise ValueError(f"activity_penalty must be a finite number, got {penalty!r}")
-        if penalty != 0 and self.loss != "count":
-            raise ValueError('activity_penalty applies to loss="count" only; set it to 0 for loss="membrane"')
+        if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not (math.isfinite(penalty) and penalty >= 0):
+            raise ValueError(f"activity_penalty must be a non-negative finite number, got {penalty!r}")
+        object.__setattr__(self, "activity_penalty", float(penalty))
 
     @property
     def num_layers(self) -> int:
@@ -229,21 +224,14 @@ class NetworkConfig:
         return len(self.layer_sizes) - 1
 
     def describe(self) -> str:
-        """One line: sizes, then each Leaky layer's settings."""
-        layers = []
-        for layer, neuron in enumerate(self.neurons, start=1):
-            shape = {name: _describe_values(getattr(neuron, name)) for name in ("beta", "threshold")}
-            learnt = [name for name in ("beta", "threshold") if getattr(neuron, f"learn_{name}")]
-            options = neuron.options
-            layers.append(
-                f"lif{layer}(beta {shape['beta']}, threshold {shape['threshold']}, reset {options.reset_mechanism}, "
-                f"reset_delay {options.reset_delay}, graded {options.graded_spikes_factor:g}, "
-                f"{options.surrogate.name}{', learnt ' + '+'.join(learnt) if learnt else ''})"
-            )
+        """One line: sizes, steps, input, loss, then each Leaky layer's settings (once when all agree)."""
         sizes = "-".join(str(size) for size in self.layer_sizes)
-        return (
-            f"{sizes}, {self.num_steps} steps, {self.input_coding} input, {self.loss} loss; " + "; ".join(layers)
-        )
+        penalty = f" + {self.activity_penalty:g} x activity" if self.activity_penalty else ""
+        if len(set(self.neurons)) == 1:
+            layers = f"every layer: {self.neurons[0].describe()}"
+        else:
+            layers = "; ".join(f"lif{layer}: {neuron.describe()}" for layer, neuron in enumerate(self.neurons, start=1))
+        return f"{sizes}, {self.num_steps} steps, {self.input_coding} input, {self.loss} loss{penalty}; {layers}"
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (json.dumps it); `from_json` reads it back to an equal config."""
@@ -264,39 +252,25 @@ class NetworkConfig:
         return cls(neurons=neurons, **{**values, "layer_sizes": tuple(values.get("layer_sizes", ()))})
 
 
-def check_backend(backend: str) -> Backend:
-    """One of lif_core's backends, else a one-line error naming them."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
-    return backend  # type: ignore[return-value]
-
-
-def _describe_values(value: Values) -> str:
-    if isinstance(value, tuple):
-        return f"per-neuron ({len(value)})" if len(value) > 1 else f"{value[0]:g} (shape (1,))"
-    return f"{value:g}"
-
-
-def study_network_config(config: ModelConfig | None = None, activity_penalty: float = 0.0) -> NetworkConfig:
-    """The study's SupervisedSNN as a NetworkConfig: 784-H-10, its beta, threshold and
-    surrogate, snnTorch's default reset, constant-current input and the count loss."""
-    config = config if config is not None else ModelConfig()
-    surrogate = make_surrogate(config.surrogate, config.surrogate_scale)
-    neuron = NeuronConfig(beta=config.beta, threshold=config.threshold, options=LeakyOptions(surrogate=surrogate))
+def study_network_config() -> NetworkConfig:
+    """The study's network: 784-512-10, beta 0.9, threshold 1, snn.Leaky's subtract reset, the
+    fast sigmoid (slope 25), 25 steps of constant current, the count loss with an activity
+    penalty of 1e-4."""
+    neuron = NeuronConfig(beta=0.9, threshold=1.0, options=LeakyOptions(surrogate=FastSigmoid(25.0)))
     return NetworkConfig(
-        layer_sizes=(INPUT_SIZE, config.hidden_size, NUM_CLASSES),
+        layer_sizes=(INPUT_SIZE, 512, NUM_CLASSES),
         neurons=(neuron,),
-        num_steps=config.num_steps,
+        num_steps=25,
         input_coding="current",
         loss="count",
-        activity_penalty=activity_penalty,
+        activity_penalty=1e-4,
     )
 
 
 # --------------------------------------------------------------------------- input coding
 
 
-def rate_code(images: Tensor, num_steps: int, generator: torch.Generator) -> Tensor:
+def rate_code(images: Tensor, num_steps: int, generator: torch.Generator | None) -> Tensor:
     """snntorch.spikegen.rate(images, num_steps) (gain 1, offset 0), drawn from `generator`:
 
         X = images repeated T times along a new first dimension, (T, B, N)
@@ -306,7 +280,7 @@ def rate_code(images: Tensor, num_steps: int, generator: torch.Generator) -> Ten
     seeded with s gives the spikes snnTorch draws after `torch.manual_seed(s)` on the CPU.
     `generator` must be on the images' device."""
     if not isinstance(generator, torch.Generator):
-        raise ValueError(  # noqa: TRY004 -- a missing generator is a setting, like the others
+        raise ValueError(
             'input_coding="rate" draws spikes from a seeded generator: pass generator=torch.Generator().manual_seed(s)'
         )
     repeated = images.repeat((num_steps,) + (1,) * images.dim())
@@ -316,122 +290,193 @@ def rate_code(images: Tensor, num_steps: int, generator: torch.Generator) -> Ten
     return torch.bernoulli(probabilities, generator=generator)
 
 
-# --------------------------------------------------------------------------- the network
+class PerStepLinear(torch.autograd.Function):
+    """I_t = W S_t + b for each step t of a (T, B, K) signal.
 
+    Forward: one (B, K) product per step, as snnTorch makes it.  One product over all T*B
+    rows sums in another order on some shapes (BLAS blocks a T*B-row product differently)
+    and breaks bit-identity with snnTorch by an ulp: on this project's CPU, Linear(64, 32)
+    and Linear(784, 32) on (20, 6, K) differ.  Backward: one product per gradient over all
+    T*B rows, the formulas torch's own addmm backward uses for a (T*B, K) input:
 
-class LeakyLayer(nn.Module):
-    """One snn.Leaky layer over a whole sequence, with snn.Leaky's state_dict entries:
-    threshold, graded_spikes_factor, reset_mechanism_val, beta (a Parameter when learnt,
-    else a buffer; float32, 0-dim for a scalar, (N,) per neuron, exactly as snnTorch stores them)."""
+        dL/dS = G W,    dL/dW = G^T S,    dL/db = sum_rows G,    G = dL/dI as (T*B, N)
 
-    def __init__(self, neuron: NeuronConfig, backend: Backend = "auto") -> None:
-        super().__init__()
-        self.options = neuron.options
-        self.backend = check_backend(backend)
-        threshold = torch.tensor(neuron.threshold, dtype=torch.float32)
-        beta = torch.tensor(neuron.beta, dtype=torch.float32)
-        # snnTorch's registration order: threshold, graded_spikes_factor, reset_mechanism_val, beta
-        self._register("threshold", threshold, neuron.learn_threshold)
-        graded = torch.tensor(neuron.options.graded_spikes_factor, dtype=torch.float32)
-        self.register_buffer("graded_spikes_factor", graded)
-        reset = torch.tensor(RESET_VALUES[neuron.options.reset_mechanism], dtype=torch.int64)
-        self.register_buffer("reset_mechanism_val", reset)
-        self._register("beta", beta, neuron.learn_beta)
+    instead of T products each, which autograd through T separate steps would run."""
 
-    def _register(self, name: str, value: Tensor, learnt: bool) -> None:
-        if learnt:
-            self.register_parameter(name, nn.Parameter(value))
-        else:
-            self.register_buffer(name, value)
+    @staticmethod
+    def forward(ctx, signal: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(signal, weight)
+        ctx.has_bias = bias is not None
+        return torch.stack([F.linear(signal_t, weight, bias) for signal_t in signal])
 
-    def forward(self, current: Tensor, num_steps: int | None = None) -> LeakySequenceOutput:
-        """current (T, B, N), or (B, N) held for `num_steps` steps -> spikes, membranes (T, B, N)."""
-        return leaky_sequence(current, self.beta, self.threshold, self.options, num_steps, backend=self.backend)
-
-    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
-        """Load as usual, then refuse a reset mechanism or graded factor other than the
-        layer's options (the options, not the buffers, drive the maths)."""
-        super()._load_from_state_dict(state_dict, prefix, *args)
-        error_msgs: list[str] = args[-1]
-        reset = int(self.reset_mechanism_val)
-        if reset != RESET_VALUES[self.options.reset_mechanism]:
-            error_msgs.append(
-                f"{prefix}reset_mechanism_val is {reset}, but this layer was built with "
-                f"reset_mechanism={self.options.reset_mechanism!r}"
-            )
-        if float(self.graded_spikes_factor) != self.options.graded_spikes_factor:
-            error_msgs.append(
-                f"{prefix}graded_spikes_factor is {float(self.graded_spikes_factor):g}, but this layer was "
-                f"built with {self.options.graded_spikes_factor:g}"
-            )
+    @staticmethod
+    def backward(ctx, grad_current: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:  # type: ignore[override]
+        signal, weight = ctx.saved_tensors
+        rows = grad_current.reshape(-1, grad_current.shape[-1])
+        needs = ctx.needs_input_grad
+        grad_signal = rows.mm(weight).view(signal.shape) if needs[0] else None
+        grad_weight = rows.t().mm(signal.reshape(-1, signal.shape[-1])) if needs[1] else None
+        grad_bias = rows.sum(0) if ctx.has_bias and needs[2] else None
+        return grad_signal, grad_weight, grad_bias
 
 
 def per_step_linear(linear: nn.Linear, signal: Tensor) -> Tensor:
-    """I_t = W S_t + b for each step t of (T, B, K), one (B, K) call per step as snnTorch makes
-    it.  One call on the whole (T, B, K) tensor sums in another order on some shapes (BLAS
-    blocks a T*B-row product differently) and breaks bit-identity by an ulp: on this
-    project's CPU, Linear(64, 32) and Linear(784, 32) on (20, 6, K) differ, while 10-output
-    layers such as the study's fc2 agree."""
-    return torch.stack([linear(signal_t) for signal_t in signal])
+    """I_t = W S_t + b for every step of a (T, B, K) signal (`PerStepLinear`)."""
+    return PerStepLinear.apply(signal, linear.weight, linear.bias)
 
 
-class NetworkOutput(NamedTuple):
-    """Per layer (1..L): spikes g*S^l_t and membranes U^l_t, each (T, B, N_l)."""
+# --------------------------------------------------------------------------- output and loss
 
-    spikes: tuple[Tensor, ...]
-    membranes: tuple[Tensor, ...]
+
+class NetworkOutput:
+    """Per layer l = 1..L: spikes g*S^l_t (T, B, N_l), counts C^l (B, N_l) and membranes
+    U^l_t (T, B, N_l), the last None unless recorded.
+
+    A layer's spikes may be given as a function that computes them: the fused path keeps only
+    the hidden counts, and `leaky_sequence` on the same current gives the same spikes, bit for
+    bit (with a gradient, if the forward pass had one), when they are first read."""
+
+    def __init__(
+        self,
+        spikes: Sequence[Tensor | Callable[[], Tensor]],
+        membranes: Sequence[Tensor | None],
+        counts: Sequence[Tensor] | None = None,
+    ) -> None:
+        self._spikes = list(spikes)
+        self.membranes = tuple(membranes)
+        if counts is None:
+            counts = [self.layer_spikes(layer).sum(dim=0) for layer in range(len(self._spikes))]
+        self.counts = tuple(counts)
+
+    def layer_spikes(self, layer: int) -> Tensor:
+        """Spikes of layer `layer` (0-based: 0 is lif1)."""
+        spikes = self._spikes[layer]
+        if not isinstance(spikes, Tensor):
+            spikes = self._spikes[layer] = spikes()
+        return spikes
+
+    @property
+    def spikes(self) -> tuple[Tensor, ...]:
+        return tuple(self.layer_spikes(layer) for layer in range(len(self._spikes)))
 
     @property
     def output_spikes(self) -> Tensor:
         """g*S^L_t, (T, B, N_L): snnTorch's spk_rec of the last layer."""
-        return self.spikes[-1]
+        return self.layer_spikes(len(self._spikes) - 1)
 
     @property
-    def output_membranes(self) -> Tensor:
-        """U^L_t, (T, B, N_L): snnTorch's mem_rec of the last layer (output=True)."""
+    def output_membranes(self) -> Tensor | None:
+        """U^L_t, (T, B, N_L): snnTorch's mem_rec of the last layer (None unless recorded)."""
         return self.membranes[-1]
 
     @property
     def output_counts(self) -> Tensor:
         """C^L = sum_t S^L_t, (B, N_L)."""
-        return self.spikes[-1].sum(dim=0)
+        return self.counts[-1]
 
     @property
     def hidden_counts(self) -> Tensor:
         """sum_t S^l_t of every hidden layer, side by side: (B, N_1 + ... + N_{L-1})."""
-        counts = [spikes.sum(dim=0) for spikes in self.spikes[:-1]]
-        if not counts:
-            return self.spikes[-1].new_zeros((self.spikes[-1].shape[1], 0))
-        return counts[0] if len(counts) == 1 else torch.cat(counts, dim=-1)
+        return _side_by_side(self.counts[:-1], self.counts[-1].new_zeros((self.counts[-1].shape[0], 0)))
+
+    @property
+    def hidden_spikes(self) -> Tensor:
+        """S^l_t of every hidden layer, side by side: (T, B, N_1 + ... + N_{L-1})."""
+        hidden = [self.layer_spikes(layer) for layer in range(len(self._spikes) - 1)]
+        out = self.output_spikes
+        return _side_by_side(hidden, out.new_zeros((out.shape[0], out.shape[1], 0)))
+
+    @property
+    def hidden_membranes(self) -> Tensor | None:
+        """U^l_t of every hidden layer, side by side (None unless recorded)."""
+        hidden = self.membranes[:-1]
+        if any(membrane is None for membrane in hidden):
+            return None
+        return _side_by_side(hidden, None)  # type: ignore[arg-type]
 
 
-class NetworkLoss(NamedTuple):
-    """The loss minimised, its cross-entropy term, and the mean hidden spike count."""
+def _side_by_side(tensors: Sequence[Tensor], empty: Tensor | None) -> Tensor:
+    if not tensors:
+        return empty  # type: ignore[return-value]
+    return tensors[0] if len(tensors) == 1 else torch.cat(list(tensors), dim=-1)
+
+
+class LossTerms(NamedTuple):
+    """The loss minimised, its task term (cross-entropy), and the mean hidden spike count."""
 
     total: Tensor
     cross_entropy: Tensor
     activity: Tensor
 
 
+def spike_count_loss(output_counts: Tensor, hidden_counts: Tensor, labels: Tensor, activity_penalty: float) -> LossTerms:
+    """The study's loss: L = CE(C^L, y) + activity_penalty * mean_{b, n} C^hidden[b, n]."""
+    # CE on spike counts used as logits
+    cross_entropy = F.cross_entropy(output_counts, labels)
+    # mean spikes per hidden neuron per image
+    activity = hidden_counts.mean() if hidden_counts.numel() else output_counts.new_zeros(())
+    return LossTerms(cross_entropy + activity_penalty * activity, cross_entropy, activity)
+
+
+def network_loss(output: NetworkOutput, labels: Tensor, config: NetworkConfig) -> LossTerms:
+    """loss="count":    L = CE(C^L, y) + activity_penalty * mean hidden count (`spike_count_loss`)
+    loss="membrane": L = sum_t CE(U^L_t, y), summed step by step as tutorial 5 does,
+                     + activity_penalty * mean hidden count when the penalty is not 0."""
+    if config.loss == "count":
+        return spike_count_loss(output.output_counts, output.hidden_counts, labels, config.activity_penalty)
+    membranes = output.output_membranes
+    if membranes is None:
+        raise ValueError('loss="membrane" needs the output membranes: run the model with record_membranes=True')
+    # L = 0 + CE(U_0, y) + CE(U_1, y) + ...
+    cross_entropy = membranes.new_zeros(())
+    for membrane in membranes:
+        cross_entropy = cross_entropy + F.cross_entropy(membrane, labels)
+    hidden = output.hidden_counts
+    activity = hidden.mean() if hidden.numel() else cross_entropy.new_zeros(())
+    total = cross_entropy + config.activity_penalty * activity if config.activity_penalty else cross_entropy
+    return LossTerms(total, cross_entropy, activity)
+
+
+# --------------------------------------------------------------------------- the network
+
+
 class FeedForwardSNN(nn.Module):
-    """Linear -> Leaky -> ... -> Linear -> Leaky, named "0", "1", ... as in nn.Sequential.
+    """fc1 -> lif1 -> fc2 -> lif2 -> ...: nn.Linear and `lif_core.modules.Leaky` layers.
 
-    backend: where the Leaky layers run (`lif_core.leaky.leaky_sequence`): "auto" (the Numba
-    kernels on the CPU, the torch loops elsewhere), "numba" or "torch".  It does not change
-    the maths (forward bit-identical), so it is not part of the config; `use_backend` sets it."""
+    backend: where the Leaky layers run, "auto" (the Numba kernels on the CPU, the torch loops
+    elsewhere), "numba" or "torch"; fused: take the fused kernel where it applies.  Neither
+    changes the maths (see the module docstring), so neither is part of the config."""
 
-    def __init__(self, config: NetworkConfig | None = None, backend: Backend = "auto") -> None:
+    def __init__(self, config: NetworkConfig | None = None, backend: Backend = "auto", fused: bool = True) -> None:
         super().__init__()
         self.config = config if config is not None else NetworkConfig()
+        self.backend: Backend = check_backend(backend)
+        _check_bool(fused, "fused")
+        self.fused = fused
         sizes = self.config.layer_sizes
-        for layer, neuron in enumerate(self.config.neurons):
-            self.add_module(str(2 * layer), nn.Linear(sizes[layer], sizes[layer + 1]))
-            self.add_module(str(2 * layer + 1), LeakyLayer(neuron, backend))
+        for layer, neuron in enumerate(self.config.neurons, start=1):
+            self.add_module(f"fc{layer}", nn.Linear(sizes[layer - 1], sizes[layer]))
+            self.add_module(
+                f"lif{layer}",
+                Leaky(
+                    neuron.beta,
+                    neuron.threshold,
+                    neuron.options.surrogate,
+                    reset_mechanism=neuron.options.reset_mechanism,
+                    reset_delay=neuron.options.reset_delay,
+                    graded_spikes_factor=neuron.graded_spikes_factor,
+                    learn_beta=neuron.learn_beta,
+                    learn_threshold=neuron.learn_threshold,
+                    learn_graded_spikes_factor=neuron.learn_graded_spikes_factor,
+                    backend=self.backend,
+                ),
+            )
 
     def use_backend(self, backend: Backend) -> FeedForwardSNN:
         """Run every Leaky layer on `backend` from now on; returns the model."""
+        self.backend = check_backend(backend)
         for neuron in self.neuron_layers:
-            neuron.backend = check_backend(backend)
+            neuron.backend = self.backend
         return self
 
     @property
@@ -441,13 +486,34 @@ class FeedForwardSNN(nn.Module):
 
     @property
     def linears(self) -> list[nn.Linear]:
-        """The Linear modules, layer 1 first."""
-        return [module for module in self.children() if isinstance(module, nn.Linear)]
+        """fc1, fc2, ..."""
+        return [getattr(self, f"fc{layer}") for layer in range(1, self.config.num_layers + 1)]
 
     @property
-    def neuron_layers(self) -> list[LeakyLayer]:
-        """The Leaky modules, layer 1 first."""
-        return [module for module in self.children() if isinstance(module, LeakyLayer)]
+    def neuron_layers(self) -> list[Leaky]:
+        """lif1, lif2, ..."""
+        return [getattr(self, f"lif{layer}") for layer in range(1, self.config.num_layers + 1)]
+
+    def _fused_neurons(self, device: torch.device) -> tuple[LIFParameters, LIFParameters] | None:
+        """Both layers' LIFParameters when the fused kernel computes a forward pass on `device`
+        (it keeps no membranes, so the loss must be on counts)."""
+        config = self.config
+        if not self.fused or config.num_layers != 2 or config.input_coding != "current" or config.loss != "count":
+            return None
+        fc2 = self.linears[1]
+        probe = torch.empty((1, fc2.in_features), dtype=fc2.weight.dtype, device=device)
+        if choose_backend(self.backend, probe) != "numba" or fused_supported(probe, fc2.weight) is not None:
+            return None
+        neurons = [layer.default_parameters(fc2.weight.dtype) for layer in self.neuron_layers]
+        if neurons[0] is None or neurons[1] is None:
+            return None
+        return neurons[0], neurons[1]
+
+    def compute_path(self, device: torch.device | None = None) -> str:
+        """"fused" or "exact": the path a forward pass without recorded membranes takes on
+        `device` (the weights' by default), with autograd as it is now."""
+        device = device if device is not None else self.linears[0].weight.device
+        return "fused" if self._fused_neurons(device) is not None else "exact"
 
     def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """S^0: the flattened images (B, N_0) for "current", rate-coded spikes (T, B, N_0) for "rate"."""
@@ -458,26 +524,60 @@ class FeedForwardSNN(nn.Module):
                 f"the network takes {self.config.layer_sizes[0]}"
             )
         if self.config.input_coding == "rate":
-            return rate_code(x, self.num_steps, generator)  # type: ignore[arg-type]  # checked there
+            return rate_code(x, self.num_steps, generator)
         return x
 
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> NetworkOutput:
-        """images (B, ...) flattened to (B, N_0); `generator` draws the rate-coded input."""
+    def forward(
+        self, images: Tensor, generator: torch.Generator | None = None, record_membranes: bool = False
+    ) -> NetworkOutput:
+        """images (B, ...) flattened to (B, N_0); `generator` draws the rate-coded input.
+        Membranes are recorded for every layer with record_membranes=True (the exact path),
+        and for the output layer whenever the loss is "membrane"."""
         signal = self.encode(images, generator)
-        held = self.num_steps if signal.dim() == 2 else None  # a constant current for the first layer
-        spikes, membranes = [], []
-        for linear, neuron in zip(self.linears, self.neuron_layers):
-            # I^l_t = W_l S^{l-1}_t + b_l
-            current = linear(signal) if held is not None else per_step_linear(linear, signal)
+        if signal.dim() == 2 and not record_membranes:
+            # I1 = W1 x + b1, held for T steps
+            current = self.linears[0](signal)
+            neurons = self._fused_neurons(current.device)
+            if neurons is not None:
+                return self._fused_forward(current, *neurons)
+            return self._layers(current, self.num_steps, record_membranes, first_done=True)
+        return self._layers(signal, self.num_steps if signal.dim() == 2 else None, record_membranes)
+
+    def _layers(self, signal: Tensor, held: int | None, record_membranes: bool, first_done: bool = False) -> NetworkOutput:
+        """The exact path; `held` = T while the signal is a constant current, else None.
+        first_done: `signal` is already fc1's output."""
+        spikes, counts, membranes = [], [], []
+        last = self.config.num_layers - 1
+        for layer, (linear, neuron) in enumerate(zip(self.linears, self.neuron_layers)):
+            if layer == 0 and first_done:
+                current = signal
+            else:
+                # I^l_t = W_l S^{l-1}_t + b_l
+                current = linear(signal) if held is not None else per_step_linear(linear, signal)
             # S^l_t, U^l_t = Leaky_l(I^l)_t
-            output = neuron(current, num_steps=held)
+            keep = record_membranes or (layer == last and self.config.loss == "membrane")
+            output = neuron(current, num_steps=held, record_membranes=keep)
             held = None
             spikes.append(output.spikes)
+            counts.append(output.counts)
             membranes.append(output.membranes)
             signal = output.spikes
-        return NetworkOutput(tuple(spikes), tuple(membranes))
+        return NetworkOutput(spikes, membranes, counts)
 
-    def loss(self, output: NetworkOutput, labels: Tensor) -> NetworkLoss:
+    def _fused_forward(self, current: Tensor, hidden: LIFParameters, output: LIFParameters) -> NetworkOutput:
+        fc2 = self.linears[1]
+        fused = lif_linear_lif(current, fc2.weight, fc2.bias, self.num_steps, hidden, output)
+        grad_enabled = torch.is_grad_enabled()
+
+        def hidden_spikes() -> Tensor:
+            with torch.set_grad_enabled(grad_enabled):
+                return self.neuron_layers[0](current, num_steps=self.num_steps, record_membranes=False).spikes
+
+        return NetworkOutput(
+            [hidden_spikes, fused.output_spikes], [None, None], [fused.hidden_counts, fused.output_counts]
+        )
+
+    def loss(self, output: NetworkOutput, labels: Tensor) -> LossTerms:
         """The configured loss (see `network_loss`)."""
         return network_loss(output, labels, self.config)
 
@@ -486,34 +586,22 @@ class FeedForwardSNN(nn.Module):
         """Class with the most output spikes; ties go to the lowest index."""
         return self(images, generator).output_counts.argmax(dim=1)
 
-
-def network_loss(output: NetworkOutput, labels: Tensor, config: NetworkConfig) -> NetworkLoss:
-    """loss="count":    L = CE(C^L, y) + activity_penalty * mean_{b, hidden n} C^l[b, n]
-    loss="membrane": L = sum_t CE(U^L_t, y), summed step by step as tutorial 5 does.
-    `activity` (the mean hidden count; 0 without hidden layers) is returned for both."""
-    hidden = output.hidden_counts
-    activity = hidden.mean() if hidden.numel() else output.output_counts.new_zeros(())
-    if config.loss == "membrane":
-        # L = 0 + CE(U_0, y) + CE(U_1, y) + ...
-        total = output.output_membranes.new_zeros(())
-        for membrane in output.output_membranes:
-            total = total + F.cross_entropy(membrane, labels)
-        return NetworkLoss(total, total, activity)
-    # CE on spike counts used as logits, + alpha * mean hidden spikes per neuron per image
-    cross_entropy = F.cross_entropy(output.output_counts, labels)
-    return NetworkLoss(cross_entropy + config.activity_penalty * activity, cross_entropy, activity)
+    def clip_weights(self, bound: float) -> None:
+        """Clamp every Linear's weights to [-bound, bound] in place (biases untouched)."""
+        with torch.no_grad():
+            for linear in self.linears:
+                linear.weight.clamp_(-bound, bound)
 
 
 __all__ = [
     "FeedForwardSNN",
-    "LeakyLayer",
+    "LossTerms",
     "NetworkConfig",
-    "NetworkLoss",
     "NetworkOutput",
     "NeuronConfig",
     "network_loss",
+    "per_step_linear",
     "rate_code",
+    "spike_count_loss",
     "study_network_config",
-    "surrogate_from_json",
-    "surrogate_to_json",
 ]

@@ -1,23 +1,22 @@
-"""snnTorch state_dicts both ways, for any `FeedForwardSNN` (Linear -> snn.Leaky stacks).
+"""The one checkpoint reader: snnTorch state_dicts to `FeedForwardSNN` and back.
 
 Two namings are read and written:
 
+    "study"       the study's class and snnTorch tutorial 5's, and FeedForwardSNN's own keys:
+                      fc1.weight (N_1, N_0)  fc1.bias (N_1,)  lif1.threshold  lif1.graded_spikes_factor
+                      lif1.reset_mechanism_val (int64)  lif1.beta  fc2.* lif2.* ...
+                  (fcK / lifK for K = 1..L; the study's 784-512-10 is L = 2)
     "sequential"  nn.Sequential(nn.Linear, snn.Leaky(init_hidden=True), ..., snn.Leaky(init_hidden=True,
-                  output=True)), snnTorch's README and tutorials 6-7, and FeedForwardSNN's own keys:
-                      0.weight (N_1, N_0)  0.bias (N_1,)  1.threshold  1.graded_spikes_factor
-                      1.reset_mechanism_val (int64)  1.beta  2.weight  ...
-    "study"       the study's class and snnTorch tutorial 5's: fc1.weight fc1.bias lif1.threshold
-                  lif1.graded_spikes_factor lif1.reset_mechanism_val lif1.beta fc2.* lif2.* ...
-                  (fcK / lifK for K = 1..L; the study's 784-H-10 is L = 2)
+                  output=True)), snnTorch's README and tutorials 6-7: 0.weight 0.bias 1.threshold
+                  1.graded_spikes_factor 1.reset_mechanism_val 1.beta 2.weight ...
 
 Read from the tensors: the number of layers and their sizes (the weight shapes, which must
-chain), each layer's reset mechanism (reset_mechanism_val 0 / 1 / 2 = "subtract" / "zero" /
-"none", snnTorch's reset_dict), beta and threshold (0-dim or (1,): one value; (N,): per
-neuron) and graded_spikes_factor.  A state_dict does not hold the rest, so these are
-arguments: num_steps, reset_delay, the input coding, the loss, the surrogate (snnTorch's
-default atan(alpha=2) unless given) and whether beta / threshold are learnt (a Parameter and
-a buffer look the same in a state_dict); the per-neuron ones take one value for all layers
-or a list of one per layer.
+chain), each layer's reset mechanism (reset_mechanism_val, snnTorch's numbering,
+`lif_core.neuron.RESET_MECHANISMS`), beta and threshold (0-dim or (1,): one value; (N,): per
+neuron) and graded_spikes_factor.  A state_dict does not hold the rest, so it comes from a
+`base` NetworkConfig: num_steps, the input coding, the loss and its activity penalty, and
+per layer reset_delay, the surrogate and which values are learnt (a Parameter and a buffer
+look the same in a state_dict).
 
 Saving writes the same keys, shapes and dtypes snnTorch's model has, so the matching snnTorch
 model loads the file with strict=True.  "Matching" includes the constructor's
@@ -34,28 +33,20 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from lif_core.leaky import RESET_MECHANISMS, LeakyOptions, LeakySurrogate
-from lif_core.surrogate import ArcTan
+from lif_core.backend import Backend
+from lif_core.neuron import RESET_MECHANISMS, LeakyOptions
 from training.checkpoint import CheckpointError, atomic_torch_save, read_checkpoint
-from training.network import (
-    FeedForwardSNN,
-    InputCoding,
-    LossKind,
-    NetworkConfig,
-    NeuronConfig,
-    Values,
-)
+from training.network import FeedForwardSNN, NetworkConfig, NeuronConfig, Values
 
 Naming = Literal["study", "sequential"]
-T = TypeVar("T")
-PerLayer = T | Sequence[T]  # one value for every layer, or one per layer
 NAMINGS: tuple[Naming, ...] = ("study", "sequential")
 LINEAR_KEYS = ("weight", "bias")
 NEURON_KEYS = ("threshold", "graded_spikes_factor", "reset_mechanism_val", "beta")
@@ -254,44 +245,16 @@ def read_graded(tensor: Tensor, key: str) -> float:
     return value
 
 
-class NeuronSettings(NamedTuple):
-    """One layer's settings that a state_dict does not hold."""
-
-    reset_delay: bool
-    surrogate: LeakySurrogate
-    learn_beta: bool
-    learn_threshold: bool
-
-
-def _for_layer(value: Any, layer: int, layers: int, name: str) -> Any:
-    """`value` itself, or its `layer`-th entry when it is a list / tuple of one per layer."""
-    if not isinstance(value, (list, tuple)):
-        return value
-    if len(value) != layers:
-        raise CheckpointError(
-            f"{name} has {len(value)} values, but the checkpoint has {layers} layers. "
-            "Fix: give one value for all layers, or one per layer."
-        )
-    return value[layer]
-
-
-def layer_settings(layer: int, layers: int, given: Mapping[str, Any]) -> NeuronSettings:
-    """Layer `layer`'s NeuronSettings from the loader's arguments (each one value or one per layer)."""
-    values = {name: _for_layer(value, layer, layers, name) for name, value in given.items()}
-    surrogate = ArcTan() if values["surrogate"] is None else values["surrogate"]
-    return NeuronSettings(values["reset_delay"], surrogate, values["learn_beta"], values["learn_threshold"])
-
-
-def read_neuron(tensors: Mapping[str, Tensor], module: str, neurons: int, settings: NeuronSettings) -> NeuronConfig:
-    """An snn.Leaky's buffers -> NeuronConfig."""
+def read_neuron(tensors: Mapping[str, Tensor], module: str, neurons: int, base: NeuronConfig) -> NeuronConfig:
+    """An snn.Leaky's buffers -> NeuronConfig; what they do not hold comes from `base`."""
     _check_keys(tensors, NEURON_KEYS, module, "snn.Leaky")
     reset = read_reset(tensors["reset_mechanism_val"], f"{module}.reset_mechanism_val")
     graded = read_graded(tensors["graded_spikes_factor"], f"{module}.graded_spikes_factor")
     beta = _parameter_values(tensors["beta"], f"{module}.beta", neurons)
     threshold = _parameter_values(tensors["threshold"], f"{module}.threshold", neurons)
     try:
-        options = LeakyOptions(reset, settings.reset_delay, graded, settings.surrogate)  # type: ignore[arg-type]
-        return NeuronConfig(beta, threshold, settings.learn_beta, settings.learn_threshold, options)
+        options = LeakyOptions(reset, base.options.reset_delay, base.options.surrogate)  # type: ignore[arg-type]
+        return replace(base, beta=beta, threshold=threshold, graded_spikes_factor=graded, options=options)
     except ValueError as error:
         raise CheckpointError(f"layer {module!r}: {error}. Fix: change that setting.") from error
 
@@ -299,77 +262,80 @@ def read_neuron(tensors: Mapping[str, Tensor], module: str, neurons: int, settin
 # --------------------------------------------------------------------------- loading
 
 
-def network_config_from_state_dict(
-    state: Mapping[str, Any],
-    num_steps: int,
-    *,
-    reset_delay: PerLayer[bool] = True,
-    input_coding: InputCoding = "current",
-    loss: LossKind = "count",
-    surrogate: PerLayer[LeakySurrogate | None] = None,
-    learn_beta: PerLayer[bool] = False,
-    learn_threshold: PerLayer[bool] = False,
-    activity_penalty: float = 0.0,
-) -> tuple[NetworkConfig, Naming]:
-    """The NetworkConfig a snnTorch state_dict describes, and its naming.
-
-    reset_delay, surrogate (None: atan(2), snnTorch's default), learn_beta and learn_threshold
-    are one value for every layer or a list of one per layer."""
+def state_dict_layers(state: Mapping[str, Any]) -> tuple[tuple[int, ...], Naming]:
+    """The layer sizes (N_0, ..., N_L) a snnTorch state_dict describes, and its naming; the
+    structure (keys, shapes, dtypes, finite values of the Linears) is checked on the way."""
     naming = detect_naming(state)
     modules = group_by_module(state)
-    layers = count_layers(modules, naming)
-    given = {
-        "reset_delay": reset_delay,
-        "surrogate": surrogate,
-        "learn_beta": learn_beta,
-        "learn_threshold": learn_threshold,
-    }
     sizes: list[int] = []
-    neurons: list[NeuronConfig] = []
-    for layer, (linear, neuron) in enumerate(module_names(naming, layers)):
+    for linear, _ in module_names(naming, count_layers(modules, naming)):
         inputs, outputs = read_linear(modules[linear], linear, sizes[-1] if sizes else None)
         sizes = sizes or [inputs]
         sizes.append(outputs)
-        neurons.append(read_neuron(modules[neuron], neuron, outputs, layer_settings(layer, layers, given)))
+    return tuple(sizes), naming
+
+
+def _base_neurons(base: NetworkConfig, layers: int) -> tuple[NeuronConfig, ...]:
+    """One base NeuronConfig per layer of the checkpoint: base's own when it has that many
+    layers, else its one neuron for every layer."""
+    if base.num_layers == layers:
+        return base.neurons
+    if len(set(base.neurons)) == 1:
+        return (base.neurons[0],) * layers
+    raise CheckpointError(
+        f"the checkpoint has {layers} layers, and the settings give {base.num_layers} different ones. "
+        "Fix: give settings for every layer of the checkpoint, or the same settings for all."
+    )
+
+
+def network_config_from_state_dict(state: Mapping[str, Any], base: NetworkConfig | None = None) -> tuple[NetworkConfig, Naming]:
+    """The NetworkConfig a snnTorch state_dict describes, and its naming.  Sizes, reset
+    mechanisms and values come from the tensors; everything else from `base` (snnTorch
+    tutorial 5's `NetworkConfig()` when None)."""
+    base = base if base is not None else NetworkConfig()
+    sizes, naming = state_dict_layers(state)
+    modules = group_by_module(state)
+    bases = _base_neurons(base, len(sizes) - 1)
+    neurons = tuple(
+        read_neuron(modules[neuron], neuron, outputs, layer_base)
+        for (_, neuron), outputs, layer_base in zip(module_names(naming, len(sizes) - 1), sizes[1:], bases)
+    )
     try:
-        config = NetworkConfig(
-            layer_sizes=tuple(sizes),
-            neurons=tuple(neurons),
-            num_steps=num_steps,
-            input_coding=input_coding,
-            loss=loss,
-            activity_penalty=activity_penalty,
-        )
+        config = replace(base, layer_sizes=sizes, neurons=neurons)
     except ValueError as error:
         raise CheckpointError(f"cannot build the network: {error}. Fix: change that setting.") from error
     return config, naming
 
 
-def to_sequential_keys(state: Mapping[str, Tensor], naming: Naming, num_layers: int) -> dict[str, Tensor]:
-    """Rename fcK./lifK. keys to FeedForwardSNN's 0./1./...; sequential keys stay."""
-    if naming == "sequential":
+def rename_modules(state: Mapping[str, Tensor], source: Naming, target: Naming, num_layers: int) -> dict[str, Tensor]:
+    """The same tensors with `target`'s module names (fc1 <-> 0, lif1 <-> 1, ...)."""
+    if source == target:
         return dict(state)
     renames = {
-        theirs: ours
-        for their_pair, our_pair in zip(module_names("study", num_layers), module_names("sequential", num_layers))
-        for theirs, ours in zip(their_pair, our_pair)
+        old: new
+        for old_pair, new_pair in zip(module_names(source, num_layers), module_names(target, num_layers))
+        for old, new in zip(old_pair, new_pair)
     }
     return {f"{renames[key.split('.')[0]]}.{key.split('.')[1]}": value for key, value in state.items()}
 
 
-def network_from_state_dict(state: Mapping[str, Any], num_steps: int, **settings: Any) -> LoadedNetwork:
-    """Build the FeedForwardSNN a snnTorch state_dict describes and load it with strict=True.
-    `settings`: those of `network_config_from_state_dict` (reset_delay, input_coding, ...)."""
-    config, naming = network_config_from_state_dict(state, num_steps, **settings)
-    model = FeedForwardSNN(config)
-    model.load_state_dict(to_sequential_keys(state, naming, config.num_layers), strict=True)
+def network_from_state_dict(
+    state: Mapping[str, Any], base: NetworkConfig | None = None, backend: Backend = "auto", fused: bool = True
+) -> LoadedNetwork:
+    """Build the FeedForwardSNN a snnTorch state_dict describes (`network_config_from_state_dict`)
+    and load it with strict=True."""
+    config, naming = network_config_from_state_dict(state, base)
+    model = FeedForwardSNN(config, backend=backend, fused=fused)
+    model.load_state_dict(rename_modules(state, naming, "study", config.num_layers), strict=True)
     return LoadedNetwork(model, naming)
 
 
-def load_snntorch_checkpoint(path: Path, num_steps: int, **settings: Any) -> LoadedNetwork:
-    """Read a snnTorch state_dict file (weights_only=True) and build the matching network."""
+def load_network(
+    path: Path, base: NetworkConfig | None = None, backend: Backend = "auto", fused: bool = True
+) -> LoadedNetwork:
+    """Read a state_dict file (weights_only=True), ours or snnTorch's, and build the matching network."""
     try:
-        return network_from_state_dict(read_checkpoint(path), num_steps, **settings)
+        return network_from_state_dict(read_checkpoint(path), base, backend, fused)
     except CheckpointError as error:
         message = str(error)
         raise CheckpointError(message if str(path) in message else f"{path}: {message}") from None
@@ -378,23 +344,15 @@ def load_snntorch_checkpoint(path: Path, num_steps: int, **settings: Any) -> Loa
 # --------------------------------------------------------------------------- saving
 
 
-def snntorch_state_dict(model: FeedForwardSNN, naming: Naming = "sequential") -> dict[str, Tensor]:
+def snntorch_state_dict(model: FeedForwardSNN, naming: Naming = "study") -> dict[str, Tensor]:
     """The model's state_dict as CPU tensors, with the keys of the snnTorch model of `naming`."""
     if naming not in NAMINGS:
         raise ValueError(f"naming {naming!r}: choose one of {', '.join(NAMINGS)}")
     ours = {key: value.detach().to("cpu").clone() for key, value in model.state_dict().items()}
-    if naming == "sequential":
-        return ours
-    layers = model.config.num_layers
-    renames = {
-        our_name: their_name
-        for our_pair, their_pair in zip(module_names("sequential", layers), module_names("study", layers))
-        for our_name, their_name in zip(our_pair, their_pair)
-    }
-    return {f"{renames[key.split('.')[0]]}.{key.split('.')[1]}": value for key, value in ours.items()}
+    return rename_modules(ours, "study", naming, model.config.num_layers)
 
 
-def save_snntorch_checkpoint(model: FeedForwardSNN, path: Path, naming: Naming = "sequential") -> None:
+def save_snntorch_checkpoint(model: FeedForwardSNN, path: Path, naming: Naming = "study") -> None:
     """Write `snntorch_state_dict(model, naming)` atomically; the matching snnTorch model
     (built with the same reset_mechanism) loads it with strict=True."""
     atomic_torch_save(Path(path), snntorch_state_dict(model, naming))
