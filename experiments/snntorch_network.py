@@ -1,15 +1,15 @@
-"""Any `training.network.NetworkConfig` written with snnTorch: the reference for general networks.
+"""Any `training.network.NetworkConfig` written with snnTorch: the reference we are checked against.
 
-`experiments.snntorch_reference` holds the study's 784-H-10 class; this module builds the
-snnTorch model a user would write for any Linear -> snn.Leaky stack, runs it over T steps
-with the same input coding, and computes its loss, for `snn-mnist crosscheck --layers /
---checkpoint` and the tests.  Two forms, the two namings `training.snntorch_checkpoint` reads
-and writes:
+This module builds the snnTorch model a user would write for any Linear -> snn.Leaky stack,
+the study's 784-512-10 among them (`snntorch_model(study_network_config())` is the study's
+own class and loop), runs it over T steps with the same input coding, and computes its loss,
+for `snn-mnist crosscheck`, `snn-mnist bench` and the tests.  Two forms, the two namings
+`training.snntorch_checkpoint` reads and writes:
 
-    "sequential"  nn.Sequential(nn.Linear, snn.Leaky(init_hidden=True), ...,
-                  snn.Leaky(init_hidden=True, output=True))         (`snntorch_sequential`)
     "study"       the study's / tutorial 5's class with fc1, lif1, fc2, lif2, ... and the
                   tutorial loop, fc1(x) recomputed at every step      (`SnnTorchStudyNet`)
+    "sequential"  nn.Sequential(nn.Linear, snn.Leaky(init_hidden=True), ...,
+                  snn.Leaky(init_hidden=True, output=True))         (`snntorch_sequential`)
 
 Inputs: "current" hands the flattened image to the first Linear at every step; "rate" draws
 `snntorch.spikegen.rate(images, num_steps)`, which uses torch's global generator.
@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lif_core.leaky import LeakySurrogate
-from lif_core.surrogate import ArcTan, FastSigmoid, Sigmoid
+from lif_core.surrogate import ArcTan, FastSigmoid, Sigmoid, Surrogate
 from training.errors import SnnMnistError
 from training.network import NetworkConfig, NetworkOutput, NeuronConfig
 from training.snntorch_checkpoint import Naming
@@ -57,7 +56,7 @@ def snntorch_modules() -> Any:
 # --------------------------------------------------------------------------- building
 
 
-def snntorch_spike_grad(surrogate: LeakySurrogate) -> Any:
+def snntorch_spike_grad(surrogate: Surrogate) -> Any:
     """snnTorch's surrogate function for one of ours: atan(alpha), fast_sigmoid(slope), sigmoid(slope).
     The straight Heaviside (zero gradient) has no snnTorch counterpart."""
     snn_surrogate = snntorch_modules().surrogate
@@ -85,7 +84,8 @@ def snntorch_leaky(neuron: NeuronConfig, init_hidden: bool, output: bool) -> Any
         learn_threshold=neuron.learn_threshold,
         reset_mechanism=options.reset_mechanism,
         output=output,
-        graded_spikes_factor=options.graded_spikes_factor,
+        graded_spikes_factor=neuron.graded_spikes_factor,
+        learn_graded_spikes_factor=neuron.learn_graded_spikes_factor,
         reset_delay=options.reset_delay,
     )
 
@@ -127,7 +127,7 @@ class SnnTorchStudyNet(nn.Module):
         return [torch.stack(s) for s in spikes], [torch.stack(m) for m in membranes]
 
 
-def snntorch_model(config: NetworkConfig, naming: Naming = "sequential") -> nn.Module:
+def snntorch_model(config: NetworkConfig, naming: Naming = "study") -> nn.Module:
     """The snnTorch model of `config` whose state_dict has the keys of `naming`."""
     return SnnTorchStudyNet(config) if naming == "study" else snntorch_sequential(config)
 
@@ -194,26 +194,40 @@ def run_snntorch(model: nn.Module, config: NetworkConfig, inputs: Tensor) -> Net
         spikes, membranes = model.record(inputs, config.num_steps, constant)
     else:
         spikes, membranes = record_sequential(model, inputs, config.num_steps, constant)  # type: ignore[arg-type]
-    return NetworkOutput(tuple(spikes), tuple(membranes))
+    return NetworkOutput(spikes, membranes)
+
+
+def run_leaky(current: Tensor, beta: float, threshold: float, spike_grad: Any, num_steps: int | None = None) -> tuple[Tensor, Tensor]:
+    """`snn.Leaky(beta, threshold, spike_grad)` over (T, B, N), or (B, N) held for `num_steps`
+    steps, called step by step from `init_leaky()`; returns (spikes, membranes), (T, B, N) each."""
+    layer = snntorch_modules().Leaky(beta=beta, threshold=threshold, spike_grad=spike_grad)
+    steps = current.shape[0] if num_steps is None else num_steps
+    mem = layer.init_leaky()
+    spikes, membranes = [], []
+    for t in range(steps):
+        spk, mem = layer(current if num_steps is not None else current[t], mem)
+        spikes.append(spk)
+        membranes.append(mem)
+    return torch.stack(spikes), torch.stack(membranes)
 
 
 def snntorch_loss(output: NetworkOutput, labels: Tensor, config: NetworkConfig) -> Tensor:
     """The loss as a snnTorch user writes it: tutorial 5's `loss_val = zeros(1); loss_val +=
-    CE(mem_rec[step], y)` for "membrane", the study's CE on output counts + activity
-    penalty * mean hidden count for "count"."""
+    CE(mem_rec[step], y)` for "membrane", the study's CE on output counts for "count"; then
+    + activity penalty * mean hidden count (the study's `alpha_reg * spk1_rec.sum(0).mean()`)."""
     if config.loss == "membrane":
         loss_val = torch.zeros((1), dtype=torch.float32)
         for step in range(config.num_steps):
-            loss_val += F.cross_entropy(output.output_membranes[step], labels)
-        return loss_val[0]
-    counts = output.output_spikes.sum(dim=0)
-    loss = F.cross_entropy(counts, labels)
+            loss_val += F.cross_entropy(output.membranes[-1][step], labels)
+        loss = loss_val[0]
+        if not config.activity_penalty:
+            return loss
+    else:
+        loss = F.cross_entropy(output.output_spikes.sum(dim=0), labels)
     if len(output.spikes) > 1:
         hidden = torch.cat([s.sum(dim=0) for s in output.spikes[:-1]], dim=-1)
-        loss = loss + config.activity_penalty * hidden.mean()
-    else:
-        loss = loss + config.activity_penalty * counts.new_zeros(())
-    return loss
+        return loss + config.activity_penalty * hidden.mean()
+    return loss + config.activity_penalty * output.output_spikes.new_zeros(())
 
 
 __all__ = [
@@ -222,6 +236,7 @@ __all__ = [
     "SnnTorchStudyNet",
     "record_sequential",
     "run_snntorch",
+    "run_leaky",
     "snntorch_inputs",
     "snntorch_leaky",
     "snntorch_loss",

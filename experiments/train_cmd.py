@@ -1,4 +1,4 @@
-"""`snn-mnist train` and `snn-mnist evaluate`."""
+"""`snn-mnist train` and `snn-mnist evaluate`: any network, from flags or from a checkpoint."""
 
 from __future__ import annotations
 
@@ -10,63 +10,14 @@ from typing import NamedTuple
 import torch
 
 from experiments.cli import add_common_options
-from training.checkpoint import CheckpointError, atomic_write_json, model_from_state_dict, read_checkpoint
-from training.data import MnistSplit, carve_validation, load_mnist
-from training.model import INPUT_SIZE, NUM_CLASSES, ModelConfig
-from training.presets import PRESETS, preset_configs
-from training.snntorch_checkpoint import network_from_state_dict
+from experiments.network_options import add_network_options, network_settings, refuse_checkpoint_flags
+from training.checkpoint import CheckpointError, atomic_write_json, read_checkpoint
+from training.data import INPUT_SIZE, NUM_CLASSES, MnistSplit, carve_validation, load_mnist
+from training.network import FeedForwardSNN
+from training.presets import PRESETS, network_with, preset_configs
 from training.runtime import configure_threads, keep_freed_memory, resolve_device, seed_everything
-from training.train import EVAL_BATCH, LR_SCHEDULES, TrainConfig, evaluate, train
-
-
-def add_model_options(parser: argparse.ArgumentParser, from_preset: bool = False) -> None:
-    """The network's flags.  from_preset=True: their defaults are None and come from --preset."""
-    defaults = ModelConfig()
-
-    def default(value: object) -> object:
-        return None if from_preset else value
-
-    said = "study" if from_preset else "default"
-    parser.add_argument("--hidden", type=int, default=default(defaults.hidden_size), help=f"hidden LIF neurons ({said}: 512)")
-    parser.add_argument("--beta", type=float, default=default(defaults.beta), help=f"membrane decay per step, in [0, 1] ({said}: 0.9)")
-    parser.add_argument("--threshold", type=float, default=default(defaults.threshold), help=f"firing threshold ({said}: 1.0)")
-    parser.add_argument("--steps", type=int, default=default(defaults.num_steps), help=f"time steps per image ({said}: 25)")
-    parser.add_argument(
-        "--exact",
-        action="store_true",
-        help="run the exact path (lif1, fc2, lif2 as separate steps, bit-identical to snnTorch) "
-        "instead of the fused kernel (the same sums in another order, several times faster)",
-    )
-    add_surrogate_options(parser)
-    if from_preset:
-        parser.set_defaults(surrogate=None)
-
-
-def add_surrogate_options(parser: argparse.ArgumentParser, general: bool = False) -> None:
-    """--surrogate and --surrogate-scale.  general=True (a command that also runs general
-    networks): sigmoid as well, and no default (None), so that the command picks the study's
-    fast_sigmoid or snnTorch's atan by the network it runs."""
-    parser.add_argument(
-        "--surrogate",
-        choices=("fast_sigmoid", "atan", "sigmoid") if general else ("fast_sigmoid", "atan"),
-        default=None if general else "fast_sigmoid",
-        help=(
-            "surrogate gradient (default: fast_sigmoid for the study's network, as the study; atan, "
-            "snnTorch's default, for a --layers or --checkpoint network; sigmoid for those only)"
-            if general
-            else "surrogate gradient (default: fast_sigmoid, as the study)"
-        ),
-    )
-    parser.add_argument(
-        "--surrogate-scale",
-        type=float,
-        default=None,
-        help=(
-            "fast_sigmoid slope (default 25), atan alpha (default 2) or sigmoid slope (default 25)"
-            if general
-            else "fast_sigmoid slope (default 25) or atan alpha (default 2)"
-        ),
-    )
+from training.snntorch_checkpoint import network_from_state_dict, state_dict_layers
+from training.train import EVAL_BATCH, LR_SCHEDULES, TrainConfig, evaluate, input_generator, train
 
 
 def add_subset_options(parser: argparse.ArgumentParser) -> None:
@@ -99,28 +50,21 @@ def prepare_runtime(args: argparse.Namespace) -> torch.device:
 
 def run_train(args: argparse.Namespace) -> int:
     # the preset's values, with every flag given on the command line on top
-    model_config, train_config = preset_configs(
+    network_config, train_config = preset_configs(
         args.preset,
-        model_overrides={
-            "hidden_size": args.hidden,
-            "beta": args.beta,
-            "threshold": args.threshold,
-            "num_steps": args.steps,
-            "surrogate": args.surrogate,
-            "surrogate_scale": args.surrogate_scale,
-            "backend": args.backend,
-            "fused": not args.exact,
-        },
-        training_overrides={
+        network=network_settings(args),
+        training={
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "learning_rate": args.lr,
             "lr_schedule": args.lr_schedule,
-            "alpha_reg": args.alpha_reg,
             "weight_clip": args.weight_clip,
             "augment_shift": args.augment_shift,
             "weight_decay": args.weight_decay,
             "seed": args.seed,
+            "input_seed": args.input_seed,
+            "backend": args.backend,
+            "fused": False if args.exact else None,
         },
     )
     device = prepare_runtime(args)
@@ -129,11 +73,12 @@ def run_train(args: argparse.Namespace) -> int:
     validation_data = None
     if args.validation:
         train_data, validation_data = carve_validation(train_data, args.validation)
+    print(f"network: {network_config.describe()}")
     started = time.perf_counter()
     _, history = train(
         train_data,
         test_data,
-        model_config,
+        network_config,
         train_config,
         args.out,
         resume=args.resume,
@@ -167,41 +112,35 @@ def check_mnist_sizes(sizes: tuple[int, ...], checkpoint: Path) -> None:
 
 
 class EvaluationModel(NamedTuple):
-    model: torch.nn.Module
+    model: FeedForwardSNN
     architecture: str  # what was detected, printed
     generator: torch.Generator | None  # the rate-coded input's draws, else None
 
 
-def model_for_evaluation(args: argparse.Namespace, device: torch.device) -> EvaluationModel:
-    """The study's SupervisedSNN (fast path) when the checkpoint is one with snn.Leaky's
-    defaults and the flags ask nothing else; otherwise the general `FeedForwardSNN`, which
-    reads any snnTorch state_dict of Linear -> Leaky layers (study naming or nn.Sequential)."""
+def network_from_checkpoint(args: argparse.Namespace, backend: str, fused: bool = True) -> tuple[FeedForwardSNN, str]:
+    """The network of a checkpoint (ours, the study's fc1/lif1/... or an nn.Sequential's keys):
+    sizes, resets and values from its tensors, everything else from the network flags on
+    top of the study's settings.  Returns the model and how its keys were named."""
+    refuse_checkpoint_flags(args)
     state = read_checkpoint(args.checkpoint)
-    if args.reset_delay and args.input == "current":
-        base = ModelConfig(
-            num_steps=args.steps, surrogate=args.surrogate, surrogate_scale=args.surrogate_scale, backend=args.backend
-        )
-        try:
-            model = model_from_state_dict(state, base).to(device).eval()
-        except CheckpointError:
-            pass  # not the study's network with its defaults: the general reader below says why, if neither fits
-        else:
-            return EvaluationModel(
-                model,
-                f"the study's network 784-{model.config.hidden_size}-10, snn.Leaky defaults "
-                f"(beta {float(model.lif1.beta):g}, threshold {float(model.lif1.threshold):g}, subtract reset), "
-                f"{args.steps} steps, constant-current input ({model.compute_path(device)} path)",
-                None,
-            )
     try:
-        loaded = network_from_state_dict(state, args.steps, reset_delay=args.reset_delay, input_coding=args.input)
-    except CheckpointError as error:
+        sizes, _ = state_dict_layers(state)
+        base, _ = preset_configs("study", network={**network_settings(args), "layer_sizes": sizes})
+        loaded = network_from_state_dict(state, base, backend, fused)  # type: ignore[arg-type]
+    except (CheckpointError, ValueError) as error:
         raise CheckpointError(f"{args.checkpoint}: {error}") from None
     check_mnist_sizes(loaded.model.config.layer_sizes, args.checkpoint)
-    generator = torch.Generator().manual_seed(args.input_seed) if args.input == "rate" else None
     naming = "fc1/lif1/... names" if loaded.naming == "study" else "nn.Sequential keys"
-    model = loaded.model.use_backend(args.backend).to(device).eval()
-    return EvaluationModel(model, f"{loaded.model.config.describe()} ({naming})", generator)
+    return loaded.model, naming
+
+
+def model_for_evaluation(args: argparse.Namespace, device: torch.device) -> EvaluationModel:
+    """The checkpoint's network (`network_from_checkpoint`), on the fused path where it applies."""
+    model, naming = network_from_checkpoint(args, args.backend)
+    model = model.to(device).eval()
+    generator = input_generator(args.input_seed, None) if model.config.input_coding == "rate" else None
+    architecture = f"{model.config.describe()} ({naming}, {model.compute_path(device)} path)"
+    return EvaluationModel(model, architecture, generator)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -228,28 +167,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def on_off(value: str) -> bool:
-    """on/true -> True, off/false -> False (any case), for flags such as --reset-delay."""
-    choices = {"on": True, "true": True, "off": False, "false": False}
-    if value.lower() not in choices:
-        raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
-    return choices[value.lower()]
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = TrainConfig()
     parser = subparsers.add_parser(
         "train",
-        help="train the 784-512-10 LIF network with surrogate-gradient BPTT",
+        help="train a LIF network with surrogate-gradient BPTT (the study's 784-512-10 by default, or any --layers)",
         description=(
-            "Train the study's supervised SNN: BPTT, loss = CE on output spike counts + "
-            "alpha_reg * hidden spike activity, Adam, weights clipped after every step. "
-            "Writes the checkpoint, curves and config to --out after every epoch; "
-            "--resume continues an interrupted run to the same final numbers."
+            "Train a spiking network with BPTT: the study's (loss = CE on output spike counts + "
+            "alpha_reg * hidden spike activity, Adam, weights clipped after every step) unless the "
+            "network flags describe another (--layers, --beta, --reset, --input rate, --loss membrane, "
+            "--learn-beta, ...). Writes the checkpoint (fc1/lif1/... keys, which the matching snnTorch "
+            "class loads with strict=True), curves and config to --out after every epoch; --resume "
+            "continues an interrupted run to the same final numbers."
         ),
     )
     add_common_options(parser)
-    add_model_options(parser, from_preset=True)
+    add_network_options(parser)
     parser.add_argument(
         "--preset",
         choices=tuple(PRESETS),
@@ -265,7 +198,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lr-schedule", choices=LR_SCHEDULES, default=None,
         help="constant, or cosine decay from --lr to 0 over the run (study: constant)",
     )
-    parser.add_argument("--alpha-reg", type=float, default=None, help=f"weight of the hidden spike-activity penalty (study: {defaults.alpha_reg:g})")
     parser.add_argument("--weight-clip", type=float, default=None, help=f"clamp weights to [-c, c] after each step (study: {defaults.weight_clip:g})")
     parser.add_argument(
         "--augment-shift", type=int, default=None, metavar="PIXELS",
@@ -277,6 +209,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--validation", type=int, default=0, metavar="N",
         help="hold N random training images out of training (a fixed draw) and report their accuracy "
         "after every epoch, for choosing settings without the test set (default: 0, none)",
+    )
+    parser.add_argument(
+        "--input-seed", type=int, default=None,
+        help="seed of a rate-coded network's input draws (default: --seed); epoch e draws from (seed, e)",
+    )
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="run the exact path (layer by layer, bit-identical to snnTorch) instead of the fused kernel "
+        "where it applies (the study's network: the same sums in another order, several times faster)",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -296,16 +238,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("checkpoint", type=Path, help="state_dict .pt file")
     add_common_options(parser, out=None, seed=False)
-    parser.add_argument("--steps", type=int, default=ModelConfig().num_steps, help="time steps per image (default: 25)")
-    add_surrogate_options(parser)
-    parser.add_argument(
-        "--reset-delay", type=on_off, default=True, metavar="on|off",
-        help="snn.Leaky's reset_delay, which a state_dict does not hold (default: on, snnTorch's default)",
-    )
-    parser.add_argument(
-        "--input", choices=("current", "rate"), default="current",
-        help="input coding: the image as constant current (the study) or spikegen.rate spikes (default: current)",
-    )
+    add_network_options(parser)
     parser.add_argument("--input-seed", type=int, default=0, help="seed of the rate-coded input's draws (default: 0)")
     parser.add_argument("--batch-size", type=int, default=EVAL_BATCH, help=f"evaluation batch size (default: {EVAL_BATCH})")
     parser.add_argument("--json", type=Path, default=None, help="write predictions and spike counts to this JSON file")

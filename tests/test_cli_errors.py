@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from experiments.cli import build_parser, main
-from experiments.snntorch_reference import build_study_model
-from training.model import ModelConfig, SupervisedSNN
+from experiments.snntorch_network import snntorch_model
+from training.network import FeedForwardSNN, study_network_config
+from training.presets import network_with
 
 HIDDEN = 16
 TINY = ["--train-subset", "256", "--test-subset", "100"]
@@ -24,8 +25,9 @@ TINY = ["--train-subset", "256", "--test-subset", "100"]
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Paths the cases refer to by name: good and broken checkpoints, a plain file, run folders."""
     root = tmp_path_factory.mktemp("cli_errors")
+    config = network_with(study_network_config(), {"hidden_size": HIDDEN})
     torch.manual_seed(0)
-    state = SupervisedSNN(ModelConfig(hidden_size=HIDDEN)).state_dict()
+    state = FeedForwardSNN(config).state_dict()
     paths: dict[str, str] = {}
 
     def save(name: str, payload: object) -> None:
@@ -44,13 +46,14 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     save("nan_beta", changed(lif2__beta=torch.tensor(float("nan"))))
     save("list", [1, 2, 3])
     save("training_state_like", {"model": state, "optimizer": {}, "history": {}, "settings": {}})
-    study = build_study_model(hidden_size=HIDDEN)
+    study = snntorch_model(config)
     study.lif1.reset_mechanism = "zero"  # snnTorch sets reset_mechanism_val to 1
     save("snntorch_zero_reset", study.state_dict())
-    study = build_study_model(hidden_size=HIDDEN)
+    study = snntorch_model(config)
     study.lif2.reset_mechanism = "none"
     save("snntorch_no_reset", study.state_dict())
     save("graded_spikes", changed(lif1__graded_spikes_factor=torch.tensor(2.0)))
+    save("three_layers", FeedForwardSNN(network_with(config, {"layer_sizes": (784, HIDDEN, 8, 10)})).state_dict())
 
     (root / "empty.pt").write_bytes(b"")
     paths["empty"] = str(root / "empty.pt")
@@ -84,14 +87,17 @@ CASES: list[tuple[str, str]] = [
     ("train --threads 0", "--threads must be an integer from 1"),
     ("train --epochs 0", "--epochs must be a positive integer"),
     ("train --batch-size 0", "--batch-size must be a positive integer"),
-    ("train --hidden 0", "hidden size must be a positive integer"),
+    ("train --hidden 0", "--hidden must be a positive integer"),
     ("train --steps 0", "--steps must be a positive integer"),
     ("train --lr nan", "--lr must be a positive finite number"),
     ("train --lr inf", "--lr must be a positive finite number"),
-    ("train --beta 2", "--beta must lie in [0, 1]"),
+    ("train --beta 2", "--beta must be a number in [0, 1]"),
+    ("train --layers 784,64", "MNIST needs 784 and 10"),
+    ("train --learn-beta 5", "learn_beta (5,): the network has 2 layers"),
+    ("train --layers 784,16,10", "--layers and --hidden both give the sizes"),
     ("train --alpha-reg nan", "--alpha-reg must be a non-negative finite number"),
     ("train --weight-clip nan", "--weight-clip must be positive"),
-    ("train --surrogate-scale inf", "slope must be a positive finite number"),
+    ("train --surrogate-scale inf", "--surrogate-scale must be a positive finite number"),
     ("train --train-subset 0", "subset size must be a positive integer"),
     # train: where it writes, what it resumes
     ("train --out {file}", "is a file, not a folder"),
@@ -114,6 +120,7 @@ CASES: list[tuple[str, str]] = [
     ("evaluate {good} --threads 0", "--threads must be an integer from 1"),
     ("evaluate {good} --json {folder}", "--json"),
     ("evaluate {good} --json {file}/predictions.json", "is a file, so it cannot hold predictions.json"),
+    ("evaluate {good} --hidden 32", "--hidden: a checkpoint holds the layer sizes"),
     # the other commands
     ("crosscheck --batches 0", "--batches must be a positive integer"),
     ("crosscheck --epochs 0", "--epochs must be a positive integer"),
@@ -129,7 +136,8 @@ CASES: list[tuple[str, str]] = [
     ("post-train {good} --out {file}", "is a file, not a folder"),
     ("plasticity-study {good} --etas ,", "--etas lists no learning rate"),
     ("plasticity-study {good} --etas 1e-5,nan", "--eta must be a non-negative finite learning rate"),
-    ("plasticity-study {snntorch_zero_reset}", 'reset_mechanism="zero"'),
+    ("plasticity-study {three_layers}", "post-training needs a 784-H-10 network"),
+    ("post-train {three_layers}", "post-training needs a 784-H-10 network"),
     ("plasticity-study --etas 1e-5", "plasticity-study needs a trained checkpoint"),
     ("plasticity-study {good} --seeds 0,1", "belong to --dose-response"),
     ("plasticity-study {good} --dose-response", "takes no checkpoint"),
@@ -206,7 +214,7 @@ def test_zero_reset_snntorch_checkpoint_is_evaluated_by_the_general_network(
     code = main(["evaluate", inputs["snntorch_zero_reset"], "--data-dir", str(mnist_dir), "--test-subset", "50", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "architecture: 784-16-10" in out and "reset zero" in out and "fc1/lif1/... names" in out
+    assert "architecture: 784-16-10" in out and "lif1: " in out and "zero reset" in out and "fc1/lif1/... names" in out
     assert "test accuracy:" in out
 
 

@@ -1,5 +1,5 @@
-"""`snn-mnist crosscheck` for general networks: a model description (--layers ...) or a
-snnTorch state_dict (--checkpoint), against the same network built with snnTorch.
+"""`snn-mnist crosscheck` for networks other than the study's: a model description (--layers
+...) or a snnTorch state_dict (--checkpoint), against the same network built with snnTorch.
 
 Small on purpose (a few hundred real MNIST images, 2-3 batches, one epoch, 1 thread): the
 point is that the three checks run and agree, not the accuracy reached.
@@ -61,12 +61,14 @@ def test_described_network_with_zero_reset_rate_input_and_membrane_loss(
     assert stdout.splitlines()[0] == f"architecture: {config.describe()}" == f"architecture: {report['architecture']}"
     assert config.layer_sizes == (784, 32, 10) and config.input_coding == "rate" and config.loss == "membrane"
     assert all(neuron.options.reset_mechanism == "zero" and neuron.beta == 0.95 for neuron in config.neurons)
-    assert report["source"] == {"layers": [784, 32, 10], "naming": "sequential"}
-    assert report["training"]["learning_rate"] == 5e-4  # tutorial 5's, the default for general networks
+    assert report["source"] == {"layers": [784, 32, 10], "naming": "study"}
+    assert report["training"]["learning_rate"] == 1e-3  # the trainer's default, the study's
     step = report["step_level"]
     assert step["batches"] == 2 and step["inputs_identical"]
     assert step["loss_atol"] == pytest.approx(25 * 1e-6)  # 1e-6 per cross-entropy term, T = 25 terms
-    assert set(step["per_batch"][0]) >= {"loss_ours", "loss_snntorch", "0.weight", "0.bias", "2.weight", "2.bias"}
+    assert set(step["per_batch"][0]) >= {"loss_ours", "loss_snntorch", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
+    # our side was trained by the trainer: its checkpoint and curves are in OUT/ours
+    assert (tmp_path / "ours" / "supervised_snn_baseline_state_dict.pt").is_file()
     assert_all_checks_agree(report)
 
 
@@ -93,8 +95,8 @@ def test_snntorch_sequential_checkpoint_with_per_neuron_learnt_beta(
     argv = ["--checkpoint", str(path), "--learn-beta", "1,2", "--batches", "3"]
     code, stdout, report = run_crosscheck(argv, mnist_dir, tmp_path / "out", capsys)
     assert code == 0, stdout
-    assert stdout.startswith("architecture: 784-24-16-10, 25 steps, current input, count loss;")
-    assert "per-neuron (24)" in stdout and "per-neuron (16)" in stdout and "reset zero" in stdout
+    assert stdout.startswith("architecture: 784-24-16-10, 25 steps, current input, count loss + 0.0001 x activity;")
+    assert "per-neuron (24)" in stdout and "per-neuron (16)" in stdout and "zero reset" in stdout
     config = NetworkConfig.from_json(report["config"])
     assert [neuron.learn_beta for neuron in config.neurons] == [True, True, False]
     assert report["source"] == {"checkpoint": str(path), "naming": "sequential"}
@@ -103,7 +105,8 @@ def test_snntorch_sequential_checkpoint_with_per_neuron_learnt_beta(
 
     # (a) starts from the checkpoint's weights: its first loss is the snnTorch model's own on that batch
     state = torch.load(path, weights_only=True)
-    expected_config, _ = network_config_from_state_dict(state, 25, learn_beta=[True, True, False])
+    expected_config, naming = network_config_from_state_dict(state, config)
+    assert expected_config == config and naming == "sequential"
     train = load_mnist("train", mnist_dir).subset(384)
     batch = epoch_order(384, 0, 0)[:128]
     with torch.no_grad():
@@ -116,13 +119,14 @@ def test_snntorch_sequential_checkpoint_with_per_neuron_learnt_beta(
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["--checkpoint", "{ckpt}", "--layers", "784,32,10"], "--layers and --checkpoint both give the network"),
+        (["--checkpoint", "{ckpt}", "--layers", "784,32,10"], "--layers: a checkpoint holds the layer sizes"),
         (["--layers", "784,thirty,10"], "--layers '784,thirty,10' is not a list of layer sizes"),
         (["--layers", "784,32,5"], "MNIST needs 784 and 10"),
         (["--checkpoint", "{missing}"], "checkpoint not found"),
-        (["--checkpoint", "{ckpt}", "--beta", "0.9"], "with --checkpoint, beta comes from the checkpoint"),
-        (["--reset", "zero"], "--reset describes a general network"),
-        (["--layers", "784,32,10", "--learn-beta", "3"], "--learn-beta '3': the network has 2 layers"),
+        (["--checkpoint", "{ckpt}", "--beta", "0.9"], "--beta: a checkpoint holds the layer sizes, reset mechanisms, beta"),
+        (["--layers", "784,32,10", "--hidden", "64"], "--layers and --hidden both give the sizes"),
+        (["--layers", "784,32,10", "--learn-beta", "3"], "learn_beta (3,): the network has 2 layers"),
+        (["--checkpoint", "{ckpt}", "--learn-beta", "4"], "learn_beta (4,): the network has 3 layers"),
     ],
 )
 def test_bad_general_flags_are_one_line_errors(
