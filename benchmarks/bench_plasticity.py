@@ -11,7 +11,7 @@ network at batch 128 and T = 25:
 
 on two kinds of spike data at the same mean rates (default hidden 10%, output 3%):
 
-    network    spikes of the real SupervisedSNN driven by MNIST test images, with its
+    network    spikes of the study's real network driven by MNIST test images, with its
                (randomly initialised) weights scaled until the layers fire at the target
                rates: the temporal structure of a trained net (a neuron either stays
                silent for an image or fires regularly), so most (sample, neuron) pairs
@@ -72,7 +72,8 @@ import numpy as np  # noqa: E402
 
 from plasticity.hebbian import RULE_NAMES, PlasticityRule  # noqa: E402
 from training.data import MnistDataError, load_mnist  # noqa: E402
-from training.model import ModelConfig, SupervisedSNN  # noqa: E402
+from training.network import FeedForwardSNN, study_network_config  # noqa: E402
+from training.presets import network_with  # noqa: E402
 from training.runtime import configure_threads  # noqa: E402
 
 ETA = 1e-5
@@ -95,10 +96,10 @@ def mnist_images(batch: int, data_dir: Path | None) -> tuple[np.ndarray, str]:
 def network_spikes(
     images: np.ndarray, num_steps: int, hidden_rate: float, output_rate: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Hidden (T, B, 512) and output (T, B, 10) spikes of SupervisedSNN, its weights
+    """Hidden (T, B, 512) and output (T, B, 10) spikes of the study's network, its weights
     scaled by bisection until the layers' mean rates hit the targets."""
     torch.manual_seed(seed)
-    model = SupervisedSNN(ModelConfig(num_steps=num_steps))
+    model = FeedForwardSNN(network_with(study_network_config(), {"num_steps": num_steps}))
     x = torch.from_numpy(images)
     w1 = model.fc1.weight.detach().clone()
     w2 = model.fc2.weight.detach().clone()
@@ -310,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{environment['cpus']} CPUs, numba layer {environment['numba_threading_layer']}, "
           f"load average {environment['load_average']}")
     print(
-        f"pre of fc1: {image_source}; network spikes: SupervisedSNN with weights scaled "
+        f"pre of fc1: {image_source}; network spikes: the study's network with weights scaled "
         f"x{gains['fc1_gain']:.3g} (fc1), x{gains['fc2_gain']:.3g} (fc2) to fire at the target rates"
     )
     for label, stats in data.items():

@@ -47,10 +47,9 @@ from experiments.figures import plot_adaptation, plot_dose_response
 from experiments.seeds import format_mean_sd, geometric_mean, mean_sd, seed_folder, study_baseline
 from experiments.workers import run_side_by_side
 from plasticity.hebbian import STABILISED_RULES
-from plasticity.posttrain import PostTrainConfig, post_train
-from training.checkpoint import atomic_write_json, atomic_write_text, load_model
+from plasticity.posttrain import PostTrainConfig, load_post_trainable, post_train
+from training.checkpoint import atomic_write_json, atomic_write_text
 from training.data import MnistSplit, shifted
-from training.model import ModelConfig
 from training.train import evaluate
 
 DOSE_JSON = "dose_response.json"
@@ -154,7 +153,7 @@ def post_train_run(
     """One post-training run from the seed's baseline (here, or in a worker process).  Under an
     input shift, train/test are the shifted images and clean_test the unshifted test images,
     whose accuracy before and after is recorded too (what the adaptation costs)."""
-    model = load_model(baseline, ModelConfig())
+    model = load_post_trainable(baseline)
     clean_before = evaluate(model, clean_test).accuracy if clean_test is not None else None
     config = PostTrainConfig(rule=run.rule, eta=run.eta, epochs=epochs, seed=run.seed)
     result = post_train(model, train_split, test_split, config, progress=False, log=lambda _: None)

@@ -19,12 +19,20 @@ from experiments.cli import add_common_options
 from experiments.dose_response import DEFAULT_ETAS, DEFAULT_SEEDS, DOSE_JSON, DOSE_MARKDOWN, DoseResponseConfig, run_dose_response
 from experiments.seeds import parse_seeds
 from experiments.train_cmd import add_subset_options, load_splits, prepare_runtime
+from lif_core.backend import Backend
 from plasticity.hebbian import RULE_NAMES, STABILISED_RULES
-from plasticity.posttrain import ETA_SCALES, PLASTIC_LAYERS, PostTrainConfig, PostTrainResult, post_train, trajectory_key
-from training.checkpoint import atomic_write_json, atomic_write_text, load_model, save_model
+from plasticity.posttrain import (
+    ETA_SCALES,
+    PLASTIC_LAYERS,
+    PostTrainConfig,
+    PostTrainResult,
+    load_post_trainable,
+    post_train,
+    trajectory_key,
+)
+from training.checkpoint import atomic_write_json, atomic_write_text, save_model
 from training.data import MnistSplit
 from training.metrics import report_from_predictions
-from training.model import ModelConfig
 from training.runtime import available_threads, configure_threads
 
 POST_TRAINED_FILE = "supervised_snn_post_trained_state_dict.pt"
@@ -119,20 +127,20 @@ def run_study(
     rules: Sequence[str],
     etas: Sequence[float],
     base: PostTrainConfig,
-    model_config: ModelConfig,
+    backend: Backend,
     out: Path,
     progress: bool = True,
     log: Callable[[str], None] = print,
     runs_dir: Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Every (rule, eta) from the same baseline; writes the trajectories, the table and,
-    for the study's gentle run, the post-trained checkpoint (every run's, as
-    runs_dir/<key>.pt, when runs_dir is given)."""
+    """Every (rule, eta) from the same baseline (its neurons on `backend`); writes the
+    trajectories, the table and, for the study's gentle run, the post-trained checkpoint
+    (every run's, as runs_dir/<key>.pt, when runs_dir is given)."""
     rows = []
     for rule in rules:
         for eta in etas:
             config = replace(base, rule=rule, eta=eta)
-            model = load_model(checkpoint, model_config)
+            model = load_post_trainable(checkpoint, backend)
             result = post_train(model, train_split, test_split, config, progress=progress, log=log)
             key = trajectory_key(rule, eta, config.plastic_layers)
             record_run(out / ACCURACY_JSON, key, result)
@@ -161,14 +169,10 @@ def _post_train_config(args: argparse.Namespace, rule: str, eta: float) -> PostT
     )
 
 
-def _model_config(args: argparse.Namespace) -> ModelConfig:
-    return ModelConfig(backend=args.backend)
-
-
 def run_post_train(args: argparse.Namespace) -> int:
     config = _post_train_config(args, args.rule, args.eta)
     prepare_runtime(args)
-    model = load_model(args.checkpoint, _model_config(args))  # fail fast, before loading MNIST
+    model = load_post_trainable(args.checkpoint, args.backend)  # fail fast, before loading MNIST
     train_split, test_split = load_splits(args)
     assert train_split is not None
     result = post_train(model, train_split, test_split, config, progress=not args.no_progress)
@@ -236,12 +240,12 @@ def run_plasticity_study(args: argparse.Namespace) -> int:
         for eta in args.etas:
             replace(base, rule=rule, eta=eta)  # validate every run before any starts
     prepare_runtime(args)
-    load_model(args.checkpoint, _model_config(args))  # fail fast, before loading MNIST and before any run
+    load_post_trainable(args.checkpoint, args.backend)  # fail fast, before loading MNIST and before any run
     train_split, test_split = load_splits(args)
     assert train_split is not None
     out = Path(args.out)
     rows = run_study(
-        args.checkpoint, train_split, test_split, args.rules, args.etas, base, _model_config(args), out,
+        args.checkpoint, train_split, test_split, args.rules, args.etas, base, args.backend, out,
         progress=not args.no_progress,
     )
     print(study_markdown(rows))

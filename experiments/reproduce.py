@@ -68,12 +68,15 @@ from experiments.reproduce_report import (
     write_report,
 )
 from experiments.workers import TaskPool
-from plasticity.posttrain import PostTrainConfig, post_train, trajectory_key
-from training.checkpoint import atomic_write, atomic_write_json, atomic_write_text, load_model, save_model
+from lif_core.backend import Backend
+from plasticity.posttrain import PostTrainConfig, load_post_trainable, post_train, trajectory_key
+from training.checkpoint import atomic_write, atomic_write_json, atomic_write_text, save_model
 from training.data import MnistSplit
 from training.metrics import classification_report, confusion_matrix
-from training.model import ModelConfig
+from training.network import FeedForwardSNN, NetworkConfig, study_network_config
+from training.presets import network_with
 from training.runtime import available_threads, configure_threads
+from training.snntorch_checkpoint import load_network
 from training.train import CONFIG_JSON, CURVES_CSV, CURVES_JSON, MODEL_FILE, STATE_FILE, evaluate
 
 MANIFEST = "stages.json"
@@ -92,7 +95,7 @@ class ReproduceConfig:
     test_subset: int | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
     surrogate: str = "fast_sigmoid"
-    backend: str = "auto"
+    backend: Backend = "auto"
     threads: int = 1  # per task
 
     def __post_init__(self) -> None:
@@ -179,8 +182,14 @@ class Manifest:
 
 
 
-def model_config(config: ReproduceConfig) -> ModelConfig:
-    return ModelConfig(surrogate=config.surrogate, backend=config.backend)
+def network_config(config: ReproduceConfig) -> NetworkConfig:
+    """The study's network with the run's surrogate (its default shape: fast_sigmoid 25, atan 2)."""
+    return network_with(study_network_config(), {"surrogate": config.surrogate})
+
+
+def load_seed_model(config: ReproduceConfig, path: Path) -> FeedForwardSNN:
+    """A checkpoint of this run's network, its neurons on the run's backend, in eval mode."""
+    return load_network(path, network_config(config), backend=config.backend).model.eval()
 
 
 def _log_for(seed: int) -> Callable[[str], None]:
@@ -190,7 +199,8 @@ def _log_for(seed: int) -> Callable[[str], None]:
 def stage_train(config: ReproduceConfig, seed: int, out: Path, train_split: MnistSplit, test_split: MnistSplit, progress: bool) -> list[str]:
     """The study's recipe with this seed (resumed after an interruption)."""
     study_baseline(
-        out, seed, train_split, test_split, config.threads, model_config(config), config.epochs, progress=progress, log=_log_for(seed)
+        out, seed, train_split, test_split, config.threads, network_config(config), config.epochs,
+        progress=progress, log=_log_for(seed), backend=config.backend,
     )
     return [MODEL_FILE, CURVES_CSV, CURVES_JSON, CONFIG_JSON]
 
@@ -201,7 +211,7 @@ def plasticity_run(
     """One (rule, eta) from this seed's baseline: its weights to post_trained/<key>.pt (and, for
     the study's gentle run, to the post-trained file), its table row returned."""
     post_config = PostTrainConfig(epochs=config.post_epochs, seed=seed, rule=rule, eta=eta)
-    model = load_model(out / MODEL_FILE, model_config(config))
+    model = load_post_trainable(out / MODEL_FILE, config.backend)
     result = post_train(model, train_split, test_split, post_config, progress=False, log=lambda _: None)
     key = trajectory_key(rule, eta, post_config.plastic_layers)
     save_model(model, out / RUNS_DIR / f"{key}.pt")
@@ -223,10 +233,9 @@ def write_plasticity(out: Path, rows: Sequence[dict[str, Any]]) -> list[str]:
 def stage_analysis(config: ReproduceConfig, seed: int, out: Path, train_split: MnistSplit, test_split: MnistSplit, progress: bool) -> list[str]:
     """Metrics and figures of one seed's baseline and post-trained networks."""
     test = test_split
-    base_config = model_config(config)
-    baseline = load_model(out / MODEL_FILE, base_config).eval()
-    post_trained = load_model(out / POST_TRAINED_FILE, base_config).eval()
-    strong = load_model(out / RUNS_DIR / f"{STRONG_KEY}.pt", base_config).eval()
+    baseline = load_seed_model(config, out / MODEL_FILE)
+    post_trained = load_seed_model(config, out / POST_TRAINED_FILE)
+    strong = load_seed_model(config, out / RUNS_DIR / f"{STRONG_KEY}.pt")
     baseline_eval, post_eval = evaluate(baseline, test), evaluate(post_trained, test)
     baseline_matrix = confusion_matrix(test.labels, baseline_eval.predictions)
     post_matrix = confusion_matrix(test.labels, post_eval.predictions)

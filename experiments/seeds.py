@@ -17,8 +17,9 @@ import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from lif_core.backend import Backend
 from training.data import MnistSplit
-from training.model import ModelConfig
+from training.network import NetworkConfig, study_network_config
 from training.train import MODEL_FILE, STATE_FILE, TrainConfig, train
 
 
@@ -61,13 +62,16 @@ def study_baseline(
     train_split: MnistSplit,
     test_split: MnistSplit,
     threads: int,
-    model_config: ModelConfig | None = None,
+    network_config: NetworkConfig | None = None,
     epochs: int = 10,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    backend: Backend = "auto",
 ) -> Path:
     """The study's recipe trained with `seed` into `folder` (resumed if it was interrupted;
-    a finished run with the same settings is reused as it is); returns the model file."""
+    a finished run with the same settings is reused as it is); returns the model file.
+    network_config: the network (None: `study_network_config()`); backend: where its
+    neurons run (`TrainConfig.backend`, the same maths)."""
     folder = Path(folder)
     arguments = dict(
         extra_settings={"threads": threads, "train_examples": len(train_split), "test_examples": len(test_split)},
@@ -78,8 +82,8 @@ def study_baseline(
     train(
         train_split,
         test_split,
-        model_config if model_config is not None else ModelConfig(),
-        TrainConfig(epochs=epochs, seed=seed),
+        network_config if network_config is not None else study_network_config(),
+        TrainConfig(epochs=epochs, seed=seed, backend=backend),
         folder,
         resume=resume,
         **arguments,

@@ -289,10 +289,10 @@ class LayerActivity(NamedTuple):
 
 
 def network_activity(images: Tensor, output: Any) -> tuple[LayerActivity, LayerActivity]:
-    """The (fc1, fc2) activities of one forward pass of `training.model.SupervisedSNN`.
+    """The (fc1, fc2) activities of one forward pass of a 784-H-10 `training.network.FeedForwardSNN`.
 
     images: the batch given to the model, (B, 784) or (B, 1, 28, 28); output: its
-    `SNNOutput` (only `hidden_spikes` and `output_spikes`, (T, B, .), are read).
+    `NetworkOutput` (only `hidden_spikes` and `output_spikes`, (T, B, .), are read).
     fc1's pre is the image, constant over time; fc2's pre is the hidden spikes.
     """
     x = images.detach().reshape(images.shape[0], -1).to("cpu", torch.float32).numpy()

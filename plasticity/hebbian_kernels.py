@@ -1,6 +1,6 @@
 """Numba CPU kernel for the local weight updates: the fast path of `plasticity.hebbian`.
 
-One kernel serves every rule (selected by `rule_code`, as `lif_core.numba_kernels`
+One kernel serves every rule (selected by `rule_code`, as `lif_core.sequence_kernels`
 selects its surrogate).  Per postsynaptic neuron i it first forms the Hebbian
 sum over the batch and time, then applies the rule to row i of W:
 

@@ -13,6 +13,9 @@ gives a trajectory of E + 1 accuracies.  Weight drift per layer:
 
     relative change  = ||W - W0||_F / ||W0||_F
     fraction at clip = share of weights with |W| >= clip bound
+
+The network is the study's kind (`check_post_trainable`): 784-H-10, two layers fc1 and
+fc2, the image as a constant current, so that fc1's pre is the image itself.
 """
 
 from __future__ import annotations
@@ -21,15 +24,18 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from lif_core.backend import Backend
 from plasticity.hebbian import LayerState, PlasticityRule, network_activity, weight_view
-from training.data import MnistSplit
-from training.model import SupervisedSNN
+from training.data import INPUT_SIZE, NUM_CLASSES, MnistSplit
+from training.network import FeedForwardSNN, NetworkConfig, study_network_config
 from training.progress import progress_bar
+from training.snntorch_checkpoint import load_network
 from training.train import EVAL_BATCH, Evaluation, epoch_order, evaluate, iterate_batches
 
 PLASTIC_LAYERS = ("fc1", "fc2")
@@ -112,6 +118,37 @@ class PostTrainResult:
         }
 
 
+def check_post_trainable(config: NetworkConfig, what: str = "this network") -> None:
+    """Refuse, with a one-line ValueError naming the problem and the fix, a network that
+    post-training does not handle: it needs 784-H-10 (one hidden layer: fc1 and fc2) and the
+    image as a constant current ("current" input coding), fc1's pre.  `what` names the
+    network in the message (e.g. "checkpoint PATH")."""
+    sizes = config.layer_sizes
+    if len(sizes) != 3 or sizes[0] != INPUT_SIZE or sizes[-1] != NUM_CLASSES:
+        raise ValueError(
+            f"post-training needs a {INPUT_SIZE}-H-{NUM_CLASSES} network with one hidden layer "
+            f"({', '.join(PLASTIC_LAYERS)}); {what} has layers {'-'.join(map(str, sizes))}. "
+            f"Fix: post-train a checkpoint of a {INPUT_SIZE}-H-{NUM_CLASSES} network "
+            "(`snn-mnist train` writes one by default, or with --hidden H)"
+        )
+    if config.input_coding != "current":
+        raise ValueError(
+            "post-training needs the image as a constant current (input coding \"current\"), which is "
+            f"fc1's pre in every rule; {what} has input coding {config.input_coding!r}. "
+            "Fix: post-train a network with current input (`snn-mnist train` without --input rate)"
+        )
+
+
+def load_post_trainable(path: Path, backend: Backend = "auto") -> FeedForwardSNN:
+    """The network of a checkpoint file, read as the study's (`load_network` with
+    `study_network_config()` for what a state_dict does not hold), checked by
+    `check_post_trainable`.  A bad file raises CheckpointError, a network of another
+    kind ValueError, each as one line naming the fix."""
+    model = load_network(Path(path), study_network_config(), backend=backend).model
+    check_post_trainable(model.config, f"checkpoint {path}")
+    return model
+
+
 def weight_drift(current: np.ndarray, trained: np.ndarray, clip: float = 1.0) -> LayerDrift:
     """||W - W0||_F / ||W0||_F and the share of |W| at the clip bound."""
     trained64 = trained.astype(np.float64)
@@ -123,14 +160,16 @@ def weight_drift(current: np.ndarray, trained: np.ndarray, clip: float = 1.0) ->
 
 
 def post_train(
-    model: SupervisedSNN,
+    model: FeedForwardSNN,
     train_split: MnistSplit,
     test_split: MnistSplit,
     config: PostTrainConfig,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> PostTrainResult:
-    """Apply the rule to `model` in place (CPU) and measure test accuracy along the way."""
+    """Apply the rule to `model` (a network `check_post_trainable` accepts) in place (CPU) and
+    measure test accuracy along the way."""
+    check_post_trainable(model.config)
     started = time.perf_counter()
     rule = config.make_rule()
     layers = {"fc1": model.fc1, "fc2": model.fc2}

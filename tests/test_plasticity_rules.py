@@ -25,7 +25,8 @@ from plasticity.hebbian import (
     network_activity,
     weight_view,
 )
-from training.model import ModelConfig, SupervisedSNN
+from training.network import FeedForwardSNN, study_network_config
+from training.presets import network_with
 
 STEPS, BATCH, N_PRE, N_POST = 6, 16, 40, 24
 PRE_KINDS = ("constant", "spiking")
@@ -246,7 +247,7 @@ def test_zero_eta_leaves_weights_bit_identical(name: str, pre_kind: str, backend
 @pytest.mark.parametrize("name", RULE_NAMES)
 def test_biases_unchanged_and_layers_updated_in_place(name: str) -> None:
     torch.manual_seed(0)
-    model = SupervisedSNN(ModelConfig(hidden_size=32, num_steps=5, backend="numba"))
+    model = FeedForwardSNN(network_with(study_network_config(), {"hidden_size": 32, "num_steps": 5}), backend="numba")
     with torch.no_grad():  # enough drive that the hidden and output layers fire
         model.fc1.weight.mul_(8.0)
         model.fc2.weight.mul_(8.0)

@@ -9,10 +9,20 @@ import pytest
 import torch
 
 from experiments.cli import main
-from plasticity.posttrain import PostTrainConfig, eta_factor, post_train, trajectory_key, weight_drift
-from training.checkpoint import load_model, save_model
+from plasticity.posttrain import (
+    PostTrainConfig,
+    check_post_trainable,
+    eta_factor,
+    load_post_trainable,
+    post_train,
+    trajectory_key,
+    weight_drift,
+)
+from training.checkpoint import save_model
 from training.data import MnistSplit, load_mnist
-from training.model import SupervisedSNN
+from training.network import FeedForwardSNN, study_network_config
+from training.presets import network_with
+from training.snntorch_checkpoint import load_network
 from training.train import TrainConfig, train
 
 
@@ -24,16 +34,21 @@ def splits(mnist_dir: Path) -> tuple[MnistSplit, MnistSplit]:
 @pytest.fixture(scope="module")
 def trained(splits, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("baseline")
-    train(splits[0], splits[1], SupervisedSNN().config, TrainConfig(epochs=2), out, progress=False, log=lambda m: None)
+    train(splits[0], splits[1], study_network_config(), TrainConfig(epochs=2), out, progress=False, log=lambda m: None)
     return out / "supervised_snn_baseline_state_dict.pt"
 
 
-def quiet(model: SupervisedSNN, splits, **config) -> object:
+def load_study_network(path: Path) -> FeedForwardSNN:
+    """A checkpoint as the study's network (what the commands post-train)."""
+    return load_network(path, study_network_config()).model
+
+
+def quiet(model: FeedForwardSNN, splits, **config) -> object:
     return post_train(model, splits[0], splits[1], PostTrainConfig(**config), progress=False, log=lambda m: None)
 
 
 def test_trajectory_has_one_accuracy_per_epoch_plus_the_start(trained: Path, splits) -> None:
-    model = load_model(trained)
+    model = load_study_network(trained)
     biases = [model.fc1.bias.clone(), model.fc2.bias.clone()]
     result = quiet(model, splits, eta=1e-3, epochs=2)
     assert len(result.test_accuracy) == 3
@@ -43,7 +58,7 @@ def test_trajectory_has_one_accuracy_per_epoch_plus_the_start(trained: Path, spl
 
 
 def test_eta_zero_leaves_weights_and_accuracy_unchanged(trained: Path, splits) -> None:
-    model = load_model(trained)
+    model = load_study_network(trained)
     before = {name: value.clone() for name, value in model.state_dict().items()}
     result = quiet(model, splits, eta=0.0, epochs=1)
     for name, value in model.state_dict().items():
@@ -53,7 +68,7 @@ def test_eta_zero_leaves_weights_and_accuracy_unchanged(trained: Path, splits) -
 
 
 def test_frozen_readout_stays_frozen(trained: Path, splits) -> None:
-    model = load_model(trained)
+    model = load_study_network(trained)
     readout = model.fc2.weight.clone()
     result = quiet(model, splits, eta=1e-3, epochs=1, plastic_layers=("fc1",))
     assert torch.equal(model.fc2.weight, readout)
@@ -61,7 +76,7 @@ def test_frozen_readout_stays_frozen(trained: Path, splits) -> None:
 
 
 def test_post_training_is_deterministic(trained: Path, splits) -> None:
-    first, second = load_model(trained), load_model(trained)
+    first, second = load_study_network(trained), load_study_network(trained)
     quiet(first, splits, rule="covariance_meta", eta=1e-3, epochs=1)
     quiet(second, splits, rule="covariance_meta", eta=1e-3, epochs=1)
     assert torch.equal(first.fc1.weight, second.fc1.weight) and torch.equal(first.fc2.weight, second.fc2.weight)
@@ -94,10 +109,10 @@ def test_post_train_command_writes_checkpoint_and_merges_trajectories(trained: P
     payload = json.loads((tmp_path / "post_training_accuracy.json").read_text())
     assert len(payload["gentle_lr_eta_1e-5"]) == 2 and len(payload["covariance_anchor_eta_0.0001"]) == 2
     assert set(payload["weight_drift"]) == {"gentle_lr_eta_1e-5", "covariance_anchor_eta_0.0001"}
-    model = load_model(tmp_path / "supervised_snn_post_trained_state_dict.pt")
-    from experiments.snntorch_reference import build_study_model
+    model = load_study_network(tmp_path / "supervised_snn_post_trained_state_dict.pt")
+    from experiments.snntorch_network import snntorch_model
 
-    build_study_model().load_state_dict(model.state_dict(), strict=True)
+    snntorch_model(study_network_config()).load_state_dict(model.state_dict(), strict=True)
 
 
 def test_plasticity_study_table(trained: Path, mnist_dir: Path, tmp_path: Path) -> None:
@@ -128,7 +143,7 @@ def test_plasticity_study_table(trained: Path, mnist_dir: Path, tmp_path: Path) 
 )
 def test_invalid_post_train_flags(flags: list[str], message: str, tmp_path: Path, capsys) -> None:
     path = tmp_path / "model.pt"
-    save_model(SupervisedSNN(), path)
+    save_model(FeedForwardSNN(study_network_config()), path)
     assert main(["post-train", str(path), "--out", str(tmp_path), *flags]) == 2
     assert message in capsys.readouterr().err
 
@@ -143,10 +158,47 @@ def test_unknown_rule_and_layers_are_refused_by_the_parser(tmp_path: Path, capsy
 
 def test_eta_scale_sum_time_is_eta_times_the_steps_in_the_mean_form(trained: Path, splits) -> None:
     """--eta-scale sum_time at eta is the mean form at eta x T, bit for bit; sum x T x B per batch."""
-    summed, meaned = load_model(trained), load_model(trained)
+    summed, meaned = load_study_network(trained), load_study_network(trained)
     quiet(summed, splits, eta=1e-5, epochs=1, eta_scale="sum_time")
     quiet(meaned, splits, eta=1e-5 * summed.num_steps, epochs=1)
     assert torch.equal(summed.fc1.weight, meaned.fc1.weight) and torch.equal(summed.fc2.weight, meaned.fc2.weight)
     assert eta_factor("sum", 25, 128) == 3200 and eta_factor("sum_batch", 25, 64) == 64 and eta_factor("mean", 25, 128) == 1
     with pytest.raises(ValueError, match="--eta-scale must be one of"):
         PostTrainConfig(eta_scale="per_image")
+
+
+@pytest.mark.parametrize("command", ["post-train", "plasticity-study"])
+def test_a_network_of_another_kind_is_refused_before_mnist_loads(command: str, tmp_path: Path, capsys) -> None:
+    """784-256-128-10: one line naming the layers and the fix, exit code 2, before MNIST is read
+    (the data folder does not exist)."""
+    path = tmp_path / "deep.pt"
+    save_model(FeedForwardSNN(network_with(study_network_config(), {"layer_sizes": (784, 256, 128, 10)})), path)
+    missing = tmp_path / "no-mnist-here"
+    assert main([command, str(path), "--out", str(tmp_path / "out"), "--data-dir", str(missing), "--threads", "1"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "post-training needs a 784-H-10 network with one hidden layer (fc1, fc2)" in lines[0]
+    assert f"checkpoint {path} has layers 784-256-128-10. Fix: " in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_post_train_refuses_other_layers_and_rate_input() -> None:
+    """The library call refuses what the commands refuse, and a rate-coded input too: fc1's
+    pre is the image as a constant current."""
+    splits = (None, None)
+    deep = FeedForwardSNN(network_with(study_network_config(), {"layer_sizes": (784, 64, 32, 10)}))
+    with pytest.raises(ValueError, match="this network has layers 784-64-32-10. Fix: "):
+        quiet(deep, splits)
+    rate = FeedForwardSNN(network_with(study_network_config(), {"input_coding": "rate"}))
+    with pytest.raises(ValueError, match="this network has input coding 'rate'. Fix: "):
+        quiet(rate, splits)
+    check_post_trainable(study_network_config())  # the study's network passes
+
+
+def test_load_post_trainable_reads_the_study_network(trained: Path) -> None:
+    model = load_post_trainable(trained, "numba")
+    assert model.config.layer_sizes == (784, 512, 10) and model.backend == "numba"
+    study = load_study_network(trained).state_dict()
+    assert list(model.state_dict()) == list(study)
+    assert all(torch.equal(value, study[key]) for key, value in model.state_dict().items())

@@ -16,7 +16,8 @@ from experiments.cli import main
 from experiments.reproduce import FIGURES, MANIFEST, METRICS_JSON, REPORT, RUNS_DIR
 from experiments.reproduce_report import SEEDS_FIGURE, SEEDS_JSON, placement
 from experiments.seeds import seed_folder
-from training.checkpoint import load_model
+from training.network import study_network_config
+from training.snntorch_checkpoint import load_network
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 STATE_DICTS = ["supervised_snn_baseline_state_dict.pt", "supervised_snn_post_trained_state_dict.pt"]
@@ -65,8 +66,8 @@ def test_every_artifact_exists_and_parses(quick_run: Path) -> None:
     study = json.loads((out / "plasticity_study.json").read_text())
     assert {row["rule"] for row in study["runs"]} == {"covariance", "covariance_anchor"}
     for name in STATE_DICTS + [f"{RUNS_DIR}/strong_lr_eta_1e-4.pt"]:
-        model = load_model(out / name)
-        assert model.config.hidden_size == 512
+        model = load_network(out / name, study_network_config()).model
+        assert model.config.layer_sizes == (784, 512, 10)
     report = (out / REPORT).read_text()
     finals = [json.loads((seed_folder(out, seed) / "training_curves.json").read_text())["test_acc_history"][-1] for seed in SEEDS]
     mean, sd = np.mean(finals), np.std(finals, ddof=1)
@@ -120,7 +121,7 @@ def test_corrupt_artifact_is_detected_and_rebuilt(quick_run: Path, mnist_dir: Pa
     assert "seed 1: stage train: outputs missing, changed" in output
     assert "seed 0: stage train: reused" in output
     assert model_file.read_bytes() == original, "the rebuilt baseline differs: training is not deterministic"
-    load_model(model_file)
+    load_network(model_file, study_network_config())
 
     metrics = seed_folder(quick_run, 0) / METRICS_JSON
     metrics.write_text("{ not json")
