@@ -4,7 +4,7 @@ the floor of the operations every variant pays.
     python -m benchmarks.profile_step [--threads 2] [--warmup 100] [--steps 300] [--hidden 512]
 
 The step is the ordinary loop of the benchmark (`benchmarks/variants.py`):
-`SupervisedSNN` forward, the study's loss, `zero_grad`, `loss.backward()`, the
+`FeedForwardSNN` forward (the study's network), the study's loss, `zero_grad`, `loss.backward()`, the
 default `torch.optim.Adam` step and the weight clip, on consecutive real MNIST
 batches of 128 from the study's initial weights.  Each part is timed with
 `time.perf_counter` between the calls (and the two fused kernels inside them by
@@ -27,7 +27,8 @@ import torch
 from benchmarks.variants import LEARNING_RATE, _study_loss
 from lif_core import fused_kernels
 from training.data import load_mnist
-from training.model import ModelConfig, SupervisedSNN
+from training.network import FeedForwardSNN, study_network_config
+from training.presets import network_with
 
 BATCH = 128
 
@@ -51,7 +52,7 @@ def profile(threads: int, warmup: int, steps: int, hidden: int) -> list[tuple[st
     """Rows (part, median ms in the step, floor) for the fused path's training step."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = SupervisedSNN(ModelConfig(hidden_size=hidden))
+    model = FeedForwardSNN(network_with(study_network_config(), {"hidden_size": hidden}))
     if model.compute_path() != "fused":
         raise SystemExit("profile_step: the fused path is not available here (it needs the numba backend on the CPU)")
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)

@@ -49,7 +49,7 @@ OPEN_NEUROMORPHIC_VARIANTS: dict[str, tuple[str, str | None, bool]] = {
     "torch_loop": ("plain PyTorch loop", None, False),
     "spikingjelly": ("SpikingJelly LIFNode, multi-step mode", "spikingjelly", False),
     "norse": ("Norse LIFBoxCell loop", "norse", False),
-    "numba": ("ours, lif_sequence, numba backend", None, True),
+    "numba": ("ours, leaky_sequence, numba backend", None, True),
 }
 
 
@@ -217,10 +217,12 @@ def mnist_runner(name: str, size: MnistSize, batches: list[tuple[Tensor, Tensor]
         _load_linears(model, state)
         forward = model
     elif name in ("torch", "numba", "numba_exact"):
-        from training.model import ModelConfig, SupervisedSNN
+        from training.network import FeedForwardSNN, study_network_config
+        from training.presets import network_with
 
         backend = "torch" if name == "torch" else "numba"
-        ours = SupervisedSNN(ModelConfig(hidden_size=size.hidden, num_steps=steps, backend=backend, fused=name == "numba"))
+        config = network_with(study_network_config(), {"hidden_size": size.hidden, "num_steps": steps})
+        ours = FeedForwardSNN(config, backend=backend, fused=name == "numba")
         _load_linears(ours, state)
         model = ours
 
@@ -319,13 +321,13 @@ def open_neuromorphic_runner(name: str, with_linear: bool, steps: int, batch: in
             return torch.stack(spikes)
 
     elif name == "numba":
-        from lif_core import LIFParameters, lif_sequence
-        from lif_core.surrogate import FastSigmoid
+        from lif_core import FastSigmoid, LeakyOptions, leaky_sequence
 
-        params = LIFParameters(beta=BETA, threshold=THRESHOLD, surrogate=FastSigmoid(SLOPE))
+        # snn.Leaky's defaults but the surrogate: leaky_sequence takes the specialised kernels
+        options = LeakyOptions(surrogate=FastSigmoid(SLOPE))
 
         def run() -> Tensor:
-            return lif_sequence(project(inputs), params, backend="numba", return_membranes=False).spikes
+            return leaky_sequence(project(inputs), BETA, THRESHOLD, options, backend="numba", record_membranes=False).spikes
 
     else:
         raise ValueError(f"unknown open_neuromorphic variant {name!r}")

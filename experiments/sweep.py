@@ -41,6 +41,7 @@ from experiments.cli import add_common_options
 from experiments.seeds import parse_seeds
 from experiments.sweep_report import rows_from_results, write_results
 from experiments.sweep_space import (
+    ALIASES,
     METRIC,
     SCHEDULERS,
     SEARCHES,
@@ -115,7 +116,7 @@ def sweep_trial(config: dict[str, Any], data: SweepData, preset: str, threads: i
 
     settings = dict(config["settings"]) if "settings" in config else {k: v for k, v in config.items() if k != "seed"}
     seed = int(config["seed"])
-    model_config, train_config, post_config = configs_for(settings, seed, preset)
+    network_config, train_config, post_config = configs_for(settings, seed, preset)
     configure_threads(threads)
     node, pid = socket.gethostname(), os.getpid()
     work = Path(tempfile.mkdtemp(prefix="snn-mnist-trial-"))
@@ -147,7 +148,7 @@ def sweep_trial(config: dict[str, Any], data: SweepData, preset: str, threads: i
             })
 
         model, history = train(
-            train_split, test_split, model_config, train_config, work, resume=(work / STATE_FILE).is_file(),
+            train_split, test_split, network_config, train_config, work, resume=(work / STATE_FILE).is_file(),
             extra_settings={"sweep_settings": settings, "threads": threads}, progress=False, log=lambda _: None,
             validation_split=val_split, on_epoch=on_epoch,
         )
@@ -271,6 +272,8 @@ def check_spec_matches(out: Path, spec: SweepSpec) -> None:
     payload = spec.to_json()
     if path.is_file():
         saved = json.loads(path.read_text())
+        # a spec written before a setting was renamed (alpha_reg) names it by its alias
+        saved["space"] = {ALIASES.get(name, name): values for name, values in saved.get("space", {}).items()}
         if saved != payload:
             changed = sorted(key for key in set(saved) | set(payload) if saved.get(key) != payload.get(key))
             raise SweepError(

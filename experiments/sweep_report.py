@@ -164,7 +164,8 @@ def rows_csv(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         values = {**row, **row["settings"]}
         writer.writerow([
-            ";".join(f"{v:.4f}" for v in values[c]) if isinstance(values.get(c), list) else ("" if values.get(c) is None else values[c])
+            ";".join(f"{v:.4f}" for v in values[c]) if c.endswith("_history") and isinstance(values.get(c), list)
+            else ("" if values.get(c) is None else values[c])
             for c in columns
         ])
     return buffer.getvalue()

@@ -6,15 +6,22 @@ A space maps setting names to candidate values:
     surrogate_scale = {loguniform = [5, 30]}  a distribution (random and optuna search only)
 
 given as `--param learning_rate=1e-3,2e-3` / `--param surrogate_scale=loguniform:5:30` or in the
-`[space]` table of a TOML file.  Names are the fields of `training.model.ModelConfig` and
-`training.train.TrainConfig` (`lr`, `hidden`, `steps` are accepted for `learning_rate`,
-`hidden_size`, `num_steps`), and `post_` + a field of `plasticity.posttrain.PostTrainConfig`
-(`post_rule`, `post_eta`, `post_epochs`, ...) for post-training after the training.  Seeds are
+`[space]` table of a TOML file.  Names are the flat network settings
+(`training.presets.NETWORK_SETTINGS`: layer_sizes, hidden_size, num_steps, input_coding, loss,
+activity_penalty, beta, threshold, graded_spikes_factor, reset_mechanism, reset_delay, surrogate,
+surrogate_scale, learn_beta, learn_threshold, learn_graded_spikes_factor), the fields of
+`training.train.TrainConfig` (`lr`, `hidden`, `steps` and `alpha_reg` are accepted for
+`learning_rate`, `hidden_size`, `num_steps` and `activity_penalty`), and `post_` + a field of
+`plasticity.posttrain.PostTrainConfig` (`post_rule`, `post_eta`, `post_epochs`, ...) for
+post-training after the training.  A network setting's value is checked as `snn-mnist train`
+checks its flag; layer sizes are written 784-256-10 (commas separate a setting's values) or,
+in a TOML file, as a list (`layer_sizes = [[784, 256, 10], [784, 1000, 10]]`).  Seeds are
 not a setting: every setting runs once per seed.  Nothing here imports Ray.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import math
 import random
@@ -23,17 +30,28 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from plasticity.posttrain import PostTrainConfig
+from experiments.network_options import SETTING_OF_FLAG, network_settings
+from plasticity.posttrain import PostTrainConfig, check_post_trainable
 from training.errors import SnnMnistError
-from training.model import ModelConfig
-from training.presets import MODEL_FIELDS, PRESETS, TRAINING_FIELDS, preset_configs
+from training.network import NetworkConfig
+from training.presets import LEARNT, NETWORK_SETTINGS, PRESETS, TRAINING_SETTINGS, preset_configs
 from training.train import TrainConfig
 
 POST_PREFIX = "post_"
 POST_FIELDS = frozenset(f.name for f in fields(PostTrainConfig)) - {"seed", "kernel_backend", "eval_batch_size"}
-ALIASES = {"lr": "learning_rate", "hidden": "hidden_size", "steps": "num_steps"}
-NOT_SETTINGS = {"seed": "use --seeds", "backend": "a property of the machine", "eval_batch_size": "it does not change results"}
-KNOWN_NAMES = frozenset(MODEL_FIELDS | TRAINING_FIELDS) - set(NOT_SETTINGS) | {POST_PREFIX + name for name in POST_FIELDS}
+# alpha_reg: the activity penalty's name when it was a training setting (and in older sweep specs)
+ALIASES = {"lr": "learning_rate", "hidden": "hidden_size", "steps": "num_steps", "alpha_reg": "activity_penalty"}
+NOT_SETTINGS = {
+    "seed": "use --seeds",
+    "input_seed": "the input draws follow each trial's seed: use --seeds",
+    "backend": "a property of the machine",
+    "eval_batch_size": "it does not change results",
+}
+KNOWN_NAMES = frozenset(NETWORK_SETTINGS | TRAINING_SETTINGS) - set(NOT_SETTINGS) | {POST_PREFIX + name for name in POST_FIELDS}
+WHOLE_NUMBERS = ("epochs", "batch_size", "augment_shift", "hidden_size", "num_steps")  # 2.0 from a float range is 2
+# network settings whose flags take a number
+NUMBERS = ("hidden_size", "num_steps", "activity_penalty", "beta", "threshold", "graded_spikes_factor", "surrogate_scale")
+FLAG_OF_SETTING = {setting: destination for destination, setting in SETTING_OF_FLAG.items()}
 SEARCHES = ("grid", "random", "optuna")
 SCHEDULERS = ("none", "asha")
 METRIC = "val_acc"  # trials are compared on validation accuracy after the last epoch, never on the test set
@@ -210,21 +228,59 @@ def first_values(space: dict[str, Candidates]) -> dict[str, Any]:
     return {name: values.low if isinstance(values, Distribution) else values[0] for name, values in space.items()}
 
 
-def configs_for(settings: dict[str, Any], seed: int, preset: str) -> tuple[ModelConfig, TrainConfig, PostTrainConfig | None]:
-    """The configs of one trial: the preset, the trial's settings on top, its seed."""
-    model = {name: value for name, value in settings.items() if name in MODEL_FIELDS}
-    training = {name: value for name, value in settings.items() if name in TRAINING_FIELDS}
-    post = {name[len(POST_PREFIX):]: value for name, value in settings.items() if name.startswith(POST_PREFIX)}
-    for name in ("epochs", "batch_size", "hidden_size", "num_steps"):
-        for group in (model, training):
-            if name in group and isinstance(group[name], float) and group[name].is_integer():
-                group[name] = int(group[name])
+def flag_value(name: str, value: Any) -> Any:
+    """A sweep's value of a network setting as the setting's `snn-mnist train` flag takes it:
+    layer sizes 784-256-10 or [784, 256, 10] -> "784,256,10"; learn_* True -> "all" (every
+    layer), layer numbers [1, 3] -> "1,3", False -> None (no flag); anything else as it is."""
+    if name == "layer_sizes":
+        if isinstance(value, str):
+            return value.replace("-", ",")
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(size) for size in value)
+        raise ValueError(
+            f"layer_sizes {value!r}: give the sizes as 784-256-10, or as a list inside the list of values "
+            "in a TOML file (layer_sizes = [[784, 256, 10]])"
+        )
+    if name in LEARNT:
+        if isinstance(value, bool):
+            return "all" if value else None
+        return ",".join(str(layer) for layer in value) if isinstance(value, (list, tuple)) else str(value)
+    return value
+
+
+def checked_network_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The network settings of a trial, parsed and checked as `snn-mnist train` parses and
+    checks its network flags (`experiments.network_options.network_settings`); a bad value
+    raises ValueError naming its flag."""
+    for name, value in settings.items():
+        if name in NUMBERS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            # argparse refuses it on the command line
+            raise ValueError(f"{name} {value!r} is not a number. Fix: give {name} numbers")
+    flags = {FLAG_OF_SETTING[name]: flag_value(name, value) for name, value in settings.items()}
+    # learn_* False has no flag: it is kept as given
+    return {**settings, **network_settings(argparse.Namespace(**flags))}
+
+
+def configs_for(
+    settings: dict[str, Any], seed: int, preset: str
+) -> tuple[NetworkConfig, TrainConfig, PostTrainConfig | None]:
+    """The configs of one trial: the preset, the trial's settings on top, its seed.  Setting
+    names may be aliases (a sweep started before a setting was renamed: alpha_reg)."""
+    named = {ALIASES.get(name, name): value for name, value in settings.items()}
+    for name in WHOLE_NUMBERS:
+        if isinstance(named.get(name), float) and named[name].is_integer():
+            named[name] = int(named[name])
+    network = {name: value for name, value in named.items() if name in NETWORK_SETTINGS}
+    training = {name: value for name, value in named.items() if name in TRAINING_SETTINGS}
+    post = {name[len(POST_PREFIX):]: value for name, value in named.items() if name.startswith(POST_PREFIX)}
     try:
-        model_config, train_config = preset_configs(preset, model, {**training, "seed": seed})
+        network_config, train_config = preset_configs(preset, checked_network_settings(network), {**training, "seed": seed})
         post_config = replace(PostTrainConfig(seed=seed), **post) if post else None
+        if post_config is not None:
+            check_post_trainable(network_config, "the trial's network")
     except (ValueError, TypeError) as error:
         raise SweepError(f"settings {settings} do not make a valid run: {error}") from None
-    return model_config, train_config, post_config
+    return network_config, train_config, post_config
 
 
 def setting_label(settings: dict[str, Any]) -> str:

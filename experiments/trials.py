@@ -22,7 +22,8 @@ from typing import NamedTuple
 import torch
 
 from training.data import MnistSplit
-from training.model import ModelConfig, SupervisedSNN
+from training.network import FeedForwardSNN, NetworkConfig, study_network_config
+from training.presets import network_with
 from training.runtime import configure_threads
 from training.train import TrainConfig, train
 
@@ -67,9 +68,9 @@ def run_trial(trial: Trial, train_split: MnistSplit, test_split: MnistSplit) -> 
         model, history = train(
             train_split.subset(trial.train_images),
             test_split,
+            trial_network(trial.surrogate, trial.scale),
             # the exact path: the guide's numbers are those of the snnTorch-identical maths
-            ModelConfig(surrogate=trial.surrogate, surrogate_scale=trial.scale, fused=False),
-            TrainConfig(epochs=1, seed=trial.seed),
+            TrainConfig(epochs=1, seed=trial.seed, fused=False),
             Path(folder),
             progress=False,
             log=quiet,
@@ -157,7 +158,12 @@ def kernel_path_environment(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def initial_model(surrogate: str, seed: int) -> SupervisedSNN:
-    """The untrained network exactly as `train` builds it for this seed."""
+def trial_network(surrogate: str, scale: float | None = None) -> NetworkConfig:
+    """The study's network with another surrogate (`scale` None: the surrogate's default shape)."""
+    return network_with(study_network_config(), {"surrogate": surrogate, "surrogate_scale": scale})
+
+
+def initial_model(surrogate: str, seed: int) -> FeedForwardSNN:
+    """The untrained network exactly as `train` builds it for this seed, on the exact path."""
     torch.manual_seed(seed)
-    return SupervisedSNN(ModelConfig(surrogate=surrogate, fused=False))
+    return FeedForwardSNN(trial_network(surrogate), fused=False)

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from experiments.cli import main
+from lif_core.surrogate import make_surrogate
 from training.data import MnistSplit, carve_validation, load_mnist
-from training.model import ModelConfig
-from training.presets import PRESETS, preset_configs
+from training.network import study_network_config
+from training.presets import PRESETS, network_with, preset_configs
 from training.train import CONFIG_JSON, CURVES_CSV, CURVES_JSON, TrainConfig, train
 
 
@@ -50,20 +51,19 @@ def test_validation_carve_is_disjoint_fixed_and_complete() -> None:
 
 
 def test_presets_resolve_with_overrides_on_top() -> None:
-    study_model, study_training = preset_configs("study")
-    assert study_model == ModelConfig() and study_training == TrainConfig()
-    model, training = preset_configs("tuned", training_overrides={"epochs": 2, "seed": 3})
+    study_network, study_training = preset_configs("study")
+    assert study_network == study_network_config() and study_training == TrainConfig()
+    network, training = preset_configs("tuned", training={"epochs": 2, "seed": 3})
     assert training.epochs == 2 and training.seed == 3
     for key, value in PRESETS["tuned"].training.items():
         if key != "epochs":
             assert getattr(training, key) == value
-    for key, value in PRESETS["tuned"].model.items():
-        assert getattr(model, key) == value
+    assert network == network_with(study_network_config(), PRESETS["tuned"].network)
     # another surrogate than the preset's drops the preset's scale (it belongs to its surrogate)
-    other = "atan" if model.surrogate != "atan" else "fast_sigmoid"
-    switched, _ = preset_configs("tuned", model_overrides={"surrogate": other})
-    assert switched.surrogate == other and switched.surrogate_scale is None
-    with pytest.raises(ValueError, match="--preset must be one of"):
+    other = "atan" if network.neurons[0].options.surrogate.name != "atan" else "fast_sigmoid"
+    switched, _ = preset_configs("tuned", network={"surrogate": other})
+    assert all(neuron.options.surrogate == make_surrogate(other) for neuron in switched.neurons)
+    with pytest.raises(ValueError, match="preset must be one of"):
         preset_configs("best")
 
 
@@ -72,7 +72,7 @@ def test_validation_accuracy_is_recorded_and_written(mnist_dir: Path, tmp_path: 
     kept, held = carve_validation(train_split, 256)
     seen: list[int] = []
     _, history = train(
-        kept, load_mnist("test", mnist_dir).subset(200), ModelConfig(), TrainConfig(epochs=2, lr_schedule="cosine"),
+        kept, load_mnist("test", mnist_dir).subset(200), study_network_config(), TrainConfig(epochs=2, lr_schedule="cosine"),
         tmp_path, progress=False, log=lambda _: None, validation_split=held,
         on_epoch=lambda epoch, h: seen.append(epoch),
     )

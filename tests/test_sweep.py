@@ -21,9 +21,17 @@ import pytest
 
 from experiments.cli import main
 from experiments.sweep_report import RESULTS_CSV, RESULTS_JSON, MARKDOWN, FIGURE, aggregate, sweep_markdown
-from experiments.sweep_space import Distribution, SweepError, SweepSpec, canonical_name, parse_param, read_toml
+from experiments.sweep_space import (
+    Distribution,
+    SweepError,
+    SweepSpec,
+    canonical_name,
+    configs_for,
+    parse_param,
+    read_toml,
+)
 from training.data import carve_validation, load_mnist
-from training.model import ModelConfig
+from training.network import study_network_config
 from training.runtime import configure_threads
 from training.train import TrainConfig, train
 
@@ -63,13 +71,82 @@ def test_spec_checks_every_combination_before_it_starts() -> None:
     assert random_spec.expand() == random_spec.expand() and len({s["beta"] for s in random_spec.expand()}) == 3
     for kwargs, message in (
         ({"space": {"beta": Distribution("uniform", 0.8, 0.9)}}, "grid search needs lists"),
-        ({"space": {"beta": (1.5,)}}, "--beta must lie in"),
+        ({"space": {"beta": (1.5,)}}, r"--beta must be a number in \[0, 1\]"),
         ({"search": "optuna"}, "optuna search tunes on one seed"),
         ({"validation": 0}, "never on the test set"),
         ({"seeds": (0, 0)}, "distinct"),
     ):
         with pytest.raises(SweepError, match=message):
             SweepSpec(**kwargs)
+
+
+def test_a_sweep_searches_any_network_setting(tmp_path: Path) -> None:
+    """Every flat network setting is a sweep setting: each combination builds the network
+    `snn-mnist train` would build from the same flags, and trains the study's way otherwise."""
+    params = ("reset_mechanism=subtract,zero", "input_coding=current,rate", "loss=count,membrane",
+              "layer_sizes=784-256-10,784-128-64-10", "learn_beta=true,false", "alpha_reg=1e-3")
+    space = dict(parse_param(text) for text in params)
+    assert space["activity_penalty"] == (1e-3,) and space["layer_sizes"] == ("784-256-10", "784-128-64-10")
+    spec = SweepSpec(space=space, seeds=(0,))
+    assert spec.trial_count == 32
+    built = set()
+    for settings in spec.expand():
+        network, training, post = configs_for(settings, 4, "study")
+        assert post is None and training.seed == 4 and training == TrainConfig(seed=4)
+        assert network.layer_sizes == tuple(int(size) for size in settings["layer_sizes"].split("-"))
+        assert network.input_coding == settings["input_coding"] and network.loss == settings["loss"]
+        assert network.activity_penalty == 1e-3 and network.num_steps == study_network_config().num_steps
+        for neuron, study in zip(network.neurons, study_network_config().neurons * 3):
+            assert neuron.options.reset_mechanism == settings["reset_mechanism"]
+            assert neuron.learn_beta is settings["learn_beta"]
+            assert (neuron.beta, neuron.threshold, neuron.options.surrogate) == (study.beta, study.threshold, study.options.surrogate)
+        built.add(network)
+    assert len(built) == 32
+    # in a TOML file: sizes as lists, learn_* as the layers that learn
+    path = tmp_path / "network.toml"
+    path.write_text("[space]\nlayer_sizes = [[784, 1000, 10]]\nlearn_beta = [[1], true]\nbeta = [0.95]\nsurrogate = [\"atan\"]\n")
+    toml_spec = SweepSpec(space=read_toml(path)[0], seeds=(0,))
+    first, every = (configs_for(settings, 0, "study")[0] for settings in toml_spec.expand())
+    assert first.layer_sizes == (784, 1000, 10) and [n.learn_beta for n in first.neurons] == [True, False]
+    assert [n.learn_beta for n in every.neurons] == [True, True]
+    assert all(n.beta == 0.95 and n.options.surrogate.name == "atan" for n in first.neurons)
+
+
+def test_a_bad_network_setting_is_one_line_naming_it(tmp_path: Path, capsys) -> None:
+    for text, message in (
+        ("reset_mechanism=subtract,sideways", "reset_mechanism 'sideways' is not supported"),
+        ("input_coding=poisson", "input coding 'poisson'"),
+        ("loss=mse", "loss 'mse'"),
+        ("layer_sizes=784-256-9", "--layers 784,256,9: the network takes 784 inputs and gives 9 outputs"),
+        ("learn_beta=3", "learn_beta .*layer numbers from 1 to 2"),
+        ("threshold=0", "--threshold must be a positive finite number"),
+        ("beta=fast", "beta 'fast' is not a number"),
+    ):
+        with pytest.raises(SweepError, match=message):
+            SweepSpec(space=dict([parse_param(text)]), seeds=(0,))
+        assert main(["sweep", "--param", text, "--seeds", "0", "--out", str(tmp_path / "s")]) == 2
+        error = capsys.readouterr().err
+        assert text.split("=")[0] in error and "Traceback" not in error and len(error.strip().splitlines()) == 1
+    with pytest.raises(SweepError, match="cannot be searched"):
+        parse_param("input_seed=1")
+    with pytest.raises(SweepError, match="post-training needs a 784-H-10 network"):
+        SweepSpec(space={"layer_sizes": ("784-256-128-10",), "post_eta": (1e-5,)}, seeds=(0,))
+
+
+def test_a_spec_saved_with_alpha_reg_is_the_same_sweep(tmp_path: Path) -> None:
+    """Sweeps written when the activity penalty was the training setting alpha_reg (as the
+    committed docs/tuning/second/alpha) resume under its name now, with the same numbers."""
+    from experiments.sweep import SPEC_JSON, check_spec_matches
+
+    committed = Path(__file__).resolve().parents[1] / "docs" / "tuning" / "second" / "alpha" / SPEC_JSON
+    assert "alpha_reg" in json.loads(committed.read_text())["space"]
+    (tmp_path / SPEC_JSON).write_bytes(committed.read_bytes())
+    name, values = parse_param("alpha_reg=1e-3,1e-2")
+    check_spec_matches(tmp_path, SweepSpec(space={name: values}, seeds=(0,), preset="tuned"))
+    old, new = configs_for({"alpha_reg": 1e-2}, 0, "tuned"), configs_for({"activity_penalty": 1e-2}, 0, "tuned")
+    assert old == new and old[0].activity_penalty == 1e-2
+    with pytest.raises(SweepError, match="space differ"):
+        check_spec_matches(tmp_path, SweepSpec(space={"activity_penalty": (1e-3,)}, seeds=(0,), preset="tuned"))
 
 
 def _row(label: str, seed: int, val: float, test: float, status: str = "finished") -> dict:
@@ -176,7 +253,7 @@ def direct_run(mnist_dir: Path, train_images: int, validation: int, test_images:
     """The same trial as a plain `training.train.train` call: its validation curve."""
     configure_threads(1)
     train_split, held = carve_validation(load_mnist("train", mnist_dir).subset(train_images), validation)
-    _, history = train(train_split, load_mnist("test", mnist_dir).subset(test_images), ModelConfig(), TrainConfig(**training),
+    _, history = train(train_split, load_mnist("test", mnist_dir).subset(test_images), study_network_config(), TrainConfig(**training),
                        tmp_path / "direct", progress=False, log=lambda _: None, validation_split=held)
     return history.val_acc_history
 
