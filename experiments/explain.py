@@ -71,9 +71,9 @@ from experiments.docs_numbers import (
 )
 from experiments.trials import KERNEL_PATHS, Log, Trial, TrialResult, initial_model, run_trials
 from lif_core import (
-    LIF,
     ArcTan,
     FastSigmoid,
+    Leaky,
     LIFParameters,
     LIFState,
     StraightHeaviside,
@@ -85,7 +85,8 @@ from lif_core.surrogate import Surrogate, heaviside, make_surrogate
 from training.data import MnistSplit, load_mnist
 from training.errors import SnnMnistError
 from training.runtime import available_threads
-from training.train import TrainConfig, evaluate, spike_count_loss
+from training.network import spike_count_loss
+from training.train import TrainConfig, evaluate
 
 LIF_TRACE_FIGURE = "lif_trace.png"
 SURROGATE_FIGURE = "surrogate_shapes.png"
@@ -148,8 +149,9 @@ def sweep_key(surrogate: str, scale: float | None) -> str:
 
 
 def zero_reset_sequence(current: Tensor, beta: float, threshold: float) -> tuple[Tensor, Tensor]:
-    """Reset to zero, as snnTorch's `Leaky(reset_mechanism="zero")` (lif_core implements only
-    subtraction).  current (T, B, N); returns (spikes, membranes), each (T, B, N)."""
+    """Reset to zero, as snnTorch's `Leaky(reset_mechanism="zero")`, written out for the guide
+    (`lif_sequence`, the study's neuron, subtracts; `lif_core.Leaky` has both).  current
+    (T, B, N); returns (spikes, membranes), each (T, B, N)."""
     membrane = torch.zeros_like(current[0])  # U_{-1} = 0
     spikes, membranes = [], []
     for current_t in current:
@@ -256,7 +258,8 @@ def true_gradient_section(
     for surrogate in ("heaviside", "fast_sigmoid"):
         model = initial_model(surrogate, seed)
         output = model(batch.flat_images)
-        loss = spike_count_loss(output.output_counts, output.hidden_counts, batch.labels, TrainConfig().alpha_reg)
+        # the study's loss: CE on output counts + activity_penalty * mean hidden count
+        loss = model.loss(output, batch.labels)
         loss.total.backward()
         # sum over every weight and bias of |dL/dparameter|
         totals[surrogate] = sum(float(p.grad.abs().sum()) for p in model.parameters())  # type: ignore[union-attr]
@@ -452,14 +455,14 @@ def run_snn_layer(layer: torch.nn.Module, current: Tensor) -> tuple[Tensor, Tens
 
 def unclamped_spike_times(beta: float, current: float, threshold: float, steps: int) -> list[int]:
     """Spike times of one neuron driven by a constant `current` with `beta` *not* clamped to
-    [0, 1]: the time loop of `lif_core.numba_kernels.lif_forward` (threshold and reset by
+    [0, 1]: the time loop of `lif_core.sequence_kernels.lif_forward` (threshold and reset by
     subtraction included), called directly, since its wrapper, like `LIFParameters`, clamps."""
     import numpy as np
 
-    from lif_core import numba_kernels
+    from lif_core import sequence_kernels
 
     spikes, membranes = np.empty((steps, 1, 1)), np.empty((steps, 1, 1))
-    numba_kernels.lif_forward(
+    sequence_kernels.lif_forward(
         np.full((1, 1, 1), current), True, steps, float(beta), float(threshold),
         spikes, True, membranes, np.empty((1, 1)),
     )
@@ -467,10 +470,11 @@ def unclamped_spike_times(beta: float, current: float, threshold: float, steps: 
 
 
 def snntorch_section(book: NumberBook, config: ExplainConfig) -> None:
-    # snnTorch is a test-only dependency: import it here, with the study's reference helpers,
-    # so that `snn-mnist --help` works without it and this says how to install it.
-    import experiments.snntorch_reference  # noqa: F401 - without snnTorch: the install hint
-    import snntorch as snn
+    # snnTorch is a test-only dependency: import it here, so that `snn-mnist --help` works
+    # without it; snntorch_modules() says how to install it when it is missing.
+    from experiments.snntorch_network import snntorch_modules
+
+    snn = snntorch_modules()
     import snntorch.functional as SF
     from snntorch import surrogate as snn_surrogate
 
@@ -585,12 +589,12 @@ def snntorch_section(book: NumberBook, config: ExplainConfig) -> None:
     disabled_spikes, _ = disabled(graph_input * 2, disabled.init_leaky())
     book.add("snn_disabled_requires_grad", str(disabled_spikes.requires_grad), "")
 
-    # beta is a float32 buffer in snnTorch (and in our LIF module): in float64 it decays by
+    # beta is a float32 buffer in snnTorch (and in our Leaky module): in float64 it decays by
     # float32(0.9), while LIFParameters(0.9) decays by 0.9 exactly.
     double_current = torch.rand(30, 2, 3, generator=generator, dtype=torch.float64) * 0.5
     _, snn_double = run_snn_layer(snn.Leaky(beta=beta), double_current)
     functional = lif_sequence(double_current, params, backend="torch")
-    module = LIF(beta=beta, threshold=threshold, backend="torch")(double_current)
+    module = Leaky(beta=beta, threshold=threshold, backend="torch")(double_current)
     book.add("snn_beta_buffer", float(snn.Leaky(beta=beta).beta), ".10g")
     book.add("snn_float64_functional_diff", float((functional.membranes - snn_double).abs().max()), ".2g", "float")
     book.add("snn_float64_module_diff", float((module.membranes - snn_double).abs().max()), "g")

@@ -57,15 +57,9 @@ from experiments.trials import (
 )
 from lif_core import ArcTan, FastSigmoid, LIFParameters, lif_sequence
 from training.data import MnistSplit
-from training.model import ModelConfig, SupervisedSNN
+from training.network import FeedForwardSNN, spike_count_loss, study_network_config
 from training.runtime import configure_threads
-from training.train import (
-    TrainConfig,
-    epoch_order,
-    iterate_batches,
-    spike_count_loss,
-    train,
-)
+from training.train import TrainConfig, epoch_order, iterate_batches, train
 
 PROBE_IMAGES = 1000  # the first test images, on which the hidden layer is looked at
 # U1 - thr is histogrammed twice: over most of its range, and finely around the threshold
@@ -178,12 +172,12 @@ def histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def probe_network(model: SupervisedSNN, images: Tensor, widths: Mapping[str, float]) -> NetworkProbe:
-    """Run the (exact-path) network on `images`, keeping the hidden membranes U1."""
+def probe_network(model: FeedForwardSNN, images: Tensor, widths: Mapping[str, float]) -> NetworkProbe:
+    """Run the study's network on `images` on the exact path, keeping the hidden membranes U1."""
     output = model.eval()(images, record_membranes=True)
     assert output.hidden_membranes is not None
     # x = U1 - thr, the argument of the surrogate, at every neuron-step
-    shifted = (output.hidden_membranes - model.config.threshold).flatten().numpy()
+    shifted = (output.hidden_membranes - float(model.lif1.threshold)).flatten().numpy()
     spikes = output.hidden_spikes
     rates = spikes.mean(dim=(0, 1)).numpy()
     return NetworkProbe(
@@ -213,20 +207,22 @@ def train_and_probe(
     batches' labels in the order train draws them (checked against train's epoch loss)."""
     configure_threads(threads)
     started = time.perf_counter()
-    train_config = TrainConfig(epochs=1, seed=seed)
+    network_config = study_network_config()
+    train_config = TrainConfig(epochs=1, seed=seed, fused=False)
     labels = batch_labels(train_split, train_config)
     losses: list[float] = []
+    penalty = network_config.activity_penalty
 
     def record(module: torch.nn.Module, _: object, output: object) -> None:
-        if isinstance(module, SupervisedSNN) and module.training:
+        if isinstance(module, FeedForwardSNN) and module.training:
             counts = (output.output_counts.detach(), output.hidden_counts.detach())  # type: ignore[attr-defined]
-            losses.append(float(spike_count_loss(*counts, labels[len(losses)], train_config.alpha_reg).total))
+            losses.append(float(spike_count_loss(*counts, labels[len(losses)], penalty).total))
 
     handle = torch.nn.modules.module.register_module_forward_hook(record)
     try:
         with tempfile.TemporaryDirectory(prefix="snn-explain-") as folder:
             model, history = train(
-                train_split, probe_split, ModelConfig(fused=False), train_config, Path(folder), progress=False, log=quiet
+                train_split, probe_split, network_config, train_config, Path(folder), progress=False, log=quiet
             )
     finally:
         handle.remove()
@@ -288,9 +284,10 @@ def network_section(
     probe_split = test_split.subset(min(PROBE_IMAGES, len(test_split)))
     widths = {name: half_width(surrogate) for name, surrogate in WINDOWS.items()}
     initial = probe_network(initial_model("fast_sigmoid", config.seed), probe_split.flat_images, widths)
-    model_config = ModelConfig()
+    network_config = study_network_config()
+    hidden_size = network_config.layer_sizes[1]
     book.add("network_probe_images", len(probe_split), ",d")
-    book.add("network_neuron_steps", len(probe_split) * model_config.num_steps * model_config.hidden_size, ",d")
+    book.add("network_neuron_steps", len(probe_split) * network_config.num_steps * hidden_size, ",d")
     # the untrained network of the first seed: a deterministic evaluation
     for field in PROBE_FIELDS:
         book.add(f"network_initial_{field}", getattr(initial, field), ".2f", "evaluation")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from experiments.explain import run_snn_layer, unclamped_spike_times
-from lif_core import ArcTan, FastSigmoid, LIFParameters, lif_sequence, numba_kernels
+from lif_core import ArcTan, FastSigmoid, LIFParameters, lif_sequence, sequence_kernels
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -176,7 +176,7 @@ def test_unclamped_beta_neuron_spikes_at_step_5_and_the_5667_is_the_threshold_fr
     threshold_free = current * (beta**steps - 1) / (beta - 1)
     assert round(threshold_free, 3) == 5.667
     spikes, membranes = np.empty((steps, 1, 1)), np.empty((steps, 1, 1))
-    numba_kernels.lif_forward(
+    sequence_kernels.lif_forward(
         np.full((1, 1, 1), current), True, steps, beta, threshold, spikes, True, membranes, np.empty((1, 1))
     )
     assert membranes.max() < threshold_free / 2  # no membrane of the neuron comes near it

@@ -17,8 +17,8 @@ from snntorch import surrogate as snn_surrogate
 from torch import Tensor
 
 from experiments.explain import run_snn_layer, zero_reset_sequence
-from lif_core import LIF, LIFParameters, LIFState, lif_sequence, lif_step
-from training.train import spike_count_loss
+from lif_core import Leaky, LIFParameters, LIFState, StraightHeaviside, SurrogateDisabled, lif_sequence, lif_step
+from training.network import spike_count_loss
 
 BETA, THRESHOLD = 0.9, 1.0
 
@@ -65,12 +65,12 @@ def test_membrane_exactly_at_threshold_neither_spikes_nor_resets_in_snntorch() -
 
 
 def test_beta_is_a_float32_buffer_in_snntorch_and_in_our_module() -> None:
-    """In float64 runs snnTorch decays by float32(0.9): our LIF module (float32 buffer too) matches
+    """In float64 runs snnTorch decays by float32(0.9): our Leaky module (float32 buffer too) matches
     it exactly, lif_sequence with LIFParameters(0.9) decays by 0.9 and differs by ~1e-7."""
     current = random_current((30, 2, 3), seed=2, dtype=torch.float64) * 0.5
     _, theirs = run_snn_layer(snn.Leaky(beta=BETA), current)
     assert float(snn.Leaky(beta=BETA).beta) == float(torch.tensor(0.9, dtype=torch.float32))
-    module = LIF(beta=BETA, threshold=THRESHOLD, backend="torch")(current)
+    module = Leaky(beta=BETA, threshold=THRESHOLD, backend="torch")(current)
     assert torch.equal(module.membranes, theirs)
     functional = lif_sequence(current, LIFParameters(BETA, THRESHOLD), backend="torch")
     difference = float((functional.membranes - theirs).abs().max())
@@ -127,13 +127,20 @@ def test_snntorch_keeps_its_membrane_between_calls_without_mem() -> None:
 
 def test_surrogate_disable_cuts_the_graph_instead_of_giving_zero() -> None:
     """surrogate_disable=True returns spikes without a graph (requires_grad False), so a loss on
-    them cannot even be differentiated; our 'heaviside' surrogate returns exact zeros instead."""
+    them cannot even be differentiated; our SurrogateDisabled is the same comparison, and our
+    'heaviside' surrogate returns exact zeros instead."""
     layer = snn.Leaky(beta=BETA, surrogate_disable=True)
     x = torch.rand(4, 3, requires_grad=True)
     spikes, membrane = layer(x * 2, layer.init_leaky())
     assert not spikes.requires_grad and membrane.requires_grad
     with pytest.raises(RuntimeError):
         spikes.sum().backward()
+    shifted = membrane - THRESHOLD
+    ours = SurrogateDisabled().spike(shifted)
+    assert torch.equal(ours, spikes) and not ours.requires_grad
+    zero = StraightHeaviside().spike(shifted)
+    assert torch.equal(zero, spikes) and zero.requires_grad
+    assert torch.equal(torch.autograd.grad(zero.sum(), x)[0], torch.zeros_like(x))
 
 
 def test_zero_reset_reference_matches_snntorch_reset_mechanism_zero() -> None:
