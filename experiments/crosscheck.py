@@ -15,8 +15,9 @@ Three checks, from the same initial weights and the same batches:
       then advance ours with the trainer's optimiser (Adam, weight clip);
   (b) training: each model trains on its own for E epochs, the same batches and input
       draws: ours with `snn-mnist train`'s trainer (`training.train.train`, its checkpoint and
-      curves written to OUT/ours), snnTorch with torch.optim.Adam as its users write it and
-      the same clip; we compare the losses batch by batch and the test accuracies;
+      curves written to OUT/ours), snnTorch with the same optimiser (the trainer's Adam) and
+      clip, so that the two runs differ only by the networks; we compare the losses batch by
+      batch and the test accuracies;
   (c) agreement: our trained checkpoint loaded into snnTorch with strict=True, and snnTorch's
       into ours; predictions on the test set compared image by image.
 With rate-coded input (--input rate) both sides draw the same spikes: ours from a
@@ -199,9 +200,9 @@ def step_level_check(
 
 
 def train_theirs(model: nn.Module, config: NetworkConfig, train_split: MnistSplit, train_config: TrainConfig) -> tuple[float, list[float]]:
-    """(b), snnTorch's side: torch.optim.Adam as its users write it, the trainer's batches, input
-    draws and weight clip.  Returns seconds taken and the loss of every batch."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=train_config.learning_rate, weight_decay=train_config.weight_decay)
+    """(b), snnTorch's side: the trainer's optimiser, batches, input draws and weight clip.
+    Returns seconds taken and the loss of every batch."""
+    optimizer = build_optimizer(model, train_config.learning_rate, train_config.weight_decay)
     linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
     losses: list[float] = []
     started = time.perf_counter()
@@ -295,7 +296,7 @@ def run_crosscheck(
         "architecture": config.describe(),
         "config": config.to_json(),
         "source": setup.source,
-        "training": {**train_config.to_json(), "snntorch_optimizer": "torch.optim.Adam"},
+        "training": train_config.to_json(),
         "train_examples": len(train_split),
         "test_examples": len(test_split),
         "step_level": {**step_level, "per_batch": steps},

@@ -377,27 +377,28 @@ class NetworkOutput:
     @property
     def hidden_counts(self) -> Tensor:
         """sum_t S^l_t of every hidden layer, side by side: (B, N_1 + ... + N_{L-1})."""
-        return _side_by_side(self.counts[:-1], self.counts[-1].new_zeros((self.counts[-1].shape[0], 0)))
+        return _side_by_side(self.counts[:-1], self.counts[-1])
 
     @property
     def hidden_spikes(self) -> Tensor:
         """S^l_t of every hidden layer, side by side: (T, B, N_1 + ... + N_{L-1})."""
         hidden = [self.layer_spikes(layer) for layer in range(len(self._spikes) - 1)]
-        out = self.output_spikes
-        return _side_by_side(hidden, out.new_zeros((out.shape[0], out.shape[1], 0)))
+        return _side_by_side(hidden, self.output_spikes)
 
     @property
     def hidden_membranes(self) -> Tensor | None:
         """U^l_t of every hidden layer, side by side (None unless recorded)."""
         hidden = self.membranes[:-1]
-        if any(membrane is None for membrane in hidden):
+        if not hidden or any(membrane is None for membrane in hidden):
             return None
-        return _side_by_side(hidden, None)  # type: ignore[arg-type]
+        return _side_by_side(hidden, hidden[0])  # type: ignore[arg-type]
 
 
-def _side_by_side(tensors: Sequence[Tensor], empty: Tensor | None) -> Tensor:
+def _side_by_side(tensors: Sequence[Tensor], like: Tensor) -> Tensor:
+    """The tensors concatenated along the neuron (last) dimension; one is returned as it is,
+    none as an empty tensor shaped like `like` with no neurons."""
     if not tensors:
-        return empty  # type: ignore[return-value]
+        return like.new_zeros((*like.shape[:-1], 0))
     return tensors[0] if len(tensors) == 1 else torch.cat(list(tensors), dim=-1)
 
 

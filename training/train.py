@@ -398,22 +398,18 @@ def train(
     out_dir = Path(out_dir)
     settings = _run_settings(network_config, train_config, extra_settings or {})
     history = TrainHistory()
-    if resume:
-        state = _load_resume_state(out_dir, settings)
-        model = FeedForwardSNN(network_config, train_config.backend, train_config.fused)  # type: ignore[arg-type]
-        model.load_state_dict(state["model"], strict=True)
-        model = model.to(device)
-        optimizer = build_optimizer(model, train_config.learning_rate, train_config.weight_decay)
+    state = _load_resume_state(out_dir, settings) if resume else None
+    torch.manual_seed(train_config.seed)  # the initial weights
+    model = FeedForwardSNN(network_config, train_config.backend, train_config.fused)  # type: ignore[arg-type]
+    start = state["model"] if state is not None else initial_state
+    if start is not None:
+        model.load_state_dict(start, strict=True)
+    model = model.to(device)
+    optimizer = build_optimizer(model, train_config.learning_rate, train_config.weight_decay)
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         history = TrainHistory(**state["history"])
         log(f"resuming after epoch {len(history.test_acc_history)} from {out_dir}")
-    else:
-        torch.manual_seed(train_config.seed)
-        model = FeedForwardSNN(network_config, train_config.backend, train_config.fused)  # type: ignore[arg-type]
-        if initial_state is not None:
-            model.load_state_dict(initial_state, strict=True)
-        model = model.to(device)
-        optimizer = build_optimizer(model, train_config.learning_rate, train_config.weight_decay)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
         out_dir / CONFIG_JSON,
