@@ -41,7 +41,8 @@ from lif_core.neuron import LIFParameters
 
 
 class FusedOutput(NamedTuple):
-    """Hidden spike counts (B, H); output spikes (T, B, K) and counts (B, K).
+    """Hidden spike counts (B, H); output spikes (T, B, K), counts (B, K) and membranes
+    U2_t (T, B, K), the last as the exact path records them (for a loss on membranes).
 
     The hidden spikes themselves are not returned: a (T, B, H) float tensor costs more
     to write than to recompute, so a caller that needs them runs
@@ -50,6 +51,7 @@ class FusedOutput(NamedTuple):
     hidden_counts: Tensor
     output_spikes: Tensor
     output_counts: Tensor
+    output_membranes: Tensor
 
 
 def _array(tensor: Tensor | None) -> np.ndarray | None:
@@ -58,9 +60,9 @@ def _array(tensor: Tensor | None) -> np.ndarray | None:
 
 def _forward(
     current: Tensor, weight: Tensor, bias: Tensor, num_steps: int, hidden: LIFParameters, output: LIFParameters
-) -> tuple[FusedOutput, Tensor]:
-    """Both layers' forward kernel on contiguous, detached tensors; also returns U2."""
-    *arrays, output_membranes = fused_kernels.forward(
+) -> FusedOutput:
+    """Both layers' forward kernel on contiguous, detached tensors."""
+    arrays = fused_kernels.forward(
         current.numpy(),
         weight.numpy(),
         bias.numpy(),
@@ -70,7 +72,7 @@ def _forward(
         float(output.beta),
         float(output.threshold),
     )
-    return FusedOutput(*(torch.from_numpy(array) for array in arrays)), torch.from_numpy(output_membranes)
+    return FusedOutput(*(torch.from_numpy(array) for array in arrays))
 
 
 class LIFLinearLIFFunction(torch.autograd.Function):
@@ -85,15 +87,15 @@ class LIFLinearLIFFunction(torch.autograd.Function):
         num_steps: int,
         hidden: LIFParameters,
         output: LIFParameters,
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         current, weight, bias = (tensor.detach().contiguous() for tensor in (hidden_current, weight, bias))
-        (hidden_counts, output_spikes, output_counts), output_membranes = _forward(
+        hidden_counts, output_spikes, output_counts, output_membranes = _forward(
             current, weight, bias, num_steps, hidden, output
         )
         ctx.save_for_backward(current, weight, bias, hidden_counts, output_membranes)
         ctx.num_steps, ctx.hidden, ctx.output = num_steps, hidden, output
         ctx.set_materialize_grads(False)  # unused outputs arrive as None, not zeros
-        return hidden_counts, output_spikes, output_counts
+        return hidden_counts, output_spikes, output_counts, output_membranes
 
     @staticmethod
     def backward(  # type: ignore[override]
@@ -101,6 +103,7 @@ class LIFLinearLIFFunction(torch.autograd.Function):
         grad_hidden_counts: Tensor | None,
         grad_output_spikes: Tensor | None,
         grad_output_counts: Tensor | None,
+        grad_output_membranes: Tensor | None,
     ) -> tuple[Tensor | None, Tensor | None, Tensor | None, None, None, None]:
         current, weight, bias, hidden_counts, output_membranes = ctx.saved_tensors
         hidden, output = ctx.hidden, ctx.output
@@ -120,6 +123,7 @@ class LIFLinearLIFFunction(torch.autograd.Function):
             _array(grad_output_counts),
             _array(grad_output_spikes),
             _array(grad_hidden_counts),
+            _array(grad_output_membranes),
         )
         return (
             torch.from_numpy(grad_current),
@@ -155,7 +159,7 @@ def lif_linear_lif(
     """S1 = LIF(I1) for T steps, I2_t = W2 S1_t + b2, S2 = LIF(I2), differentiably.
 
     hidden_current: (B, H) constant input I1; weight (K, H) and bias (K,) are W2, b2.
-    Returns FusedOutput(hidden_counts, output_spikes, output_counts).
+    Returns FusedOutput(hidden_counts, output_spikes, output_counts, output_membranes).
     """
     problem = fused_supported(hidden_current, weight)
     if problem is not None:
@@ -164,5 +168,5 @@ def lif_linear_lif(
         raise ValueError(f"num_steps must be a positive integer, got {num_steps!r}")
     if not (torch.is_grad_enabled() and any(t.requires_grad for t in (hidden_current, weight, bias))):
         tensors = (tensor.detach().contiguous() for tensor in (hidden_current, weight, bias))
-        return _forward(*tensors, num_steps, hidden, output)[0]
+        return _forward(*tensors, num_steps, hidden, output)
     return FusedOutput(*LIFLinearLIFFunction.apply(hidden_current, weight, bias, num_steps, hidden, output))

@@ -16,12 +16,13 @@ Forward, per image b (U_{-1} = 0; the same recurrence as `lif_core.sequence_kern
     U2_t = beta2 U2_{t-1} + I2_t - H(U2_{t-1} - thr2) thr2,   S2_t = H(U2_t - thr2)
 
 Backward, per image, from dL/dC2, dL/dC1 (spike counts) and, when given, dL/dS2_t
-(the reset is detached, as in the exact path):
+and dL/dU2_t (a loss on the output membranes, such as tutorial 5's sum_t CE(U2_t, y));
+the reset is detached, as in the exact path:
 
     (the forward pass keeps U2, T x K per image: small)
     pass 1: recompute the spike trains S1_t of the hidden neurons that spike at all
     pass 2, reverse time, the output layer:
-        g2_t = (dL/dC2 + dL/dS2_t) sur'(U2_t - thr2) + beta2 g2_{t+1},   g2_T = 0
+        g2_t = (dL/dC2 + dL/dS2_t) sur'(U2_t - thr2) + dL/dU2_t + beta2 g2_{t+1},   g2_T = 0
         dL/db2 = sum_t g2_t
     pass 3, forward in time again: recompute U1_t and S1_t, and
         dL/dS1_t = dL/dC1 + W2^T g2_t
@@ -239,6 +240,8 @@ def fused_backward(
     grad_output_counts,  # (B, K)
     grad_output_spikes,  # (T, B, K), or a dummy
     has_grad_output_spikes,
+    grad_output_membranes,  # (T, B, K), or a dummy
+    has_grad_output_membranes,
     grad_hidden_counts,  # (B, H), or a dummy
     has_grad_hidden_counts,
     grad_hidden_current_out,  # (B, H)
@@ -278,7 +281,7 @@ def fused_backward(
             # pass 1: the spike trains of the m hidden neurons that spiked (U2 was kept)
             m = active_neurons(hidden_counts[b], active)
             active_trains(hidden_current[b], active, m, num_steps, beta1, threshold1, membrane1, spikes1, trains)
-            # pass 2, reverse time: g2_t = dL/dS2_t sur'(U2_t - thr2) + beta2 g2_{t+1}
+            # pass 2, reverse time: g2_t = dL/dS2_t sur'(U2_t - thr2) + dL/dU2_t + beta2 g2_{t+1}
             for k in range(classes):
                 carry = zero
                 for t in range(num_steps - 1, -1, -1):
@@ -297,7 +300,10 @@ def fused_backward(
                         slope = surrogate2_scale * e / ((e + one) * (e + one))
                     else:
                         slope = zero
-                    carry = grad_s2 * slope + beta2 * carry
+                    if has_grad_output_membranes:
+                        carry = grad_s2 * slope + grad_output_membranes[t, b, k] + beta2 * carry
+                    else:
+                        carry = grad_s2 * slope + beta2 * carry
                     output_grads[t, k] = carry
                     # dL/db2 = sum_t g2_t
                     grad_b[k] += carry
@@ -428,6 +434,7 @@ def backward(
     grad_output_counts: np.ndarray | None,
     grad_output_spikes: np.ndarray | None,
     grad_hidden_counts: np.ndarray | None,
+    grad_output_membranes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run `fused_backward`; returns (dL/dI1 (B, H), dL/dW2 (K, H), dL/db2 (K,)).
     `hidden_counts` (C1, naming the neurons that spiked) and `output_membranes` (U2)
@@ -460,6 +467,8 @@ def backward(
         np.zeros((batch, classes), dtype=hidden_current.dtype) if grad_output_counts is None else grad_output_counts,
         dummy if grad_output_spikes is None else grad_output_spikes,
         grad_output_spikes is not None,
+        dummy if grad_output_membranes is None else grad_output_membranes,
+        grad_output_membranes is not None,
         dummy[0] if grad_hidden_counts is None else grad_hidden_counts,
         grad_hidden_counts is not None,
         grad_current,

@@ -73,12 +73,12 @@ def test_paths_are_chosen_as_documented() -> None:
         {"surrogate": "sigmoid"},
         {"surrogate": "heaviside"},
         {"hidden_size": 1000, "beta": 0.95, "surrogate": "atan"},
+        {"loss": "membrane"},
     ):
         assert FeedForwardSNN(network_with(study, settings)).compute_path() == "fused", settings
     for settings in (
         {"layer_sizes": (784, 256, 128, 10)},
         {"input_coding": "rate"},
-        {"loss": "membrane"},
         {"reset_mechanism": "zero"},
         {"reset_delay": False},
         {"graded_spikes_factor": 2.0},
@@ -132,6 +132,29 @@ def test_gradients_through_spike_outputs_match(mnist_test: MnistSplit) -> None:
         assert _relative_error(got.grad, want.grad) < 1e-4, name
 
 
+def test_membrane_loss_matches_exact_path(mnist_test: MnistSplit) -> None:
+    """Tutorial 5's network and loss, sum_t CE(U2_t, y): the fused kernel returns the output
+    membranes (within float32 rounding of the exact path's) and folds dL/dU2_t into the
+    output layer's BPTT; every gradient agrees to float32 rounding."""
+    settings = {"hidden_size": 1000, "beta": 0.95, "surrogate": "atan", "loss": "membrane", "activity_penalty": 0.0}
+    config = network_with(study_network_config(), settings)
+    torch.manual_seed(5)
+    exact, fused = FeedForwardSNN(config, fused=False), FeedForwardSNN(config, fused=True)
+    fused.load_state_dict(exact.state_dict())
+    assert (exact.compute_path(), fused.compute_path()) == ("exact", "fused")
+    images, labels = mnist_test.flat_images[:128], mnist_test.labels[:128]
+    outputs = [model(images) for model in (exact, fused)]
+    want, got = (output.output_membranes for output in outputs)
+    assert want is not None and got is not None and got.shape == want.shape == (25, 128, 10)
+    assert _relative_error(got.detach(), want.detach()) < 1e-5
+    losses = [model.loss(output, labels).total for model, output in zip((exact, fused), outputs)]
+    assert abs(float(losses[1]) - float(losses[0])) <= 1e-5 * abs(float(losses[0]))
+    for loss in losses:
+        loss.backward()
+    for (name, want_parameter), got_parameter in zip(exact.named_parameters(), fused.parameters()):
+        assert _relative_error(got_parameter.grad, want_parameter.grad) < 1e-4, name
+
+
 def test_function_gradient_matches_exact_composition_float64() -> None:
     """In float64 the closed-form BPTT sum and the recursion agree to ~1e-12."""
     generator = torch.Generator().manual_seed(3)
@@ -148,9 +171,12 @@ def test_function_gradient_matches_exact_composition_float64() -> None:
     output_out = lif_sequence(torch.nn.functional.linear(hidden_out.spikes, weight, bias), output, backend="torch")
     assert torch.equal(fused.hidden_counts, hidden_out.counts)
     assert torch.equal(fused.output_spikes, output_out.spikes)
+    assert output_out.membranes is not None
+    assert _relative_error(fused.output_membranes.detach(), output_out.membranes.detach()) < 1e-12
     mix = torch.randn(8, 5, generator=generator, dtype=torch.float64)
-    fused_loss = (fused.output_counts * mix).sum() + 0.1 * fused.hidden_counts.sum()
-    exact_loss = (output_out.counts * mix).sum() + 0.1 * hidden_out.counts.sum()
+    along_time = torch.randn(30, 8, 5, generator=generator, dtype=torch.float64)
+    fused_loss = (fused.output_counts * mix).sum() + 0.1 * fused.hidden_counts.sum() + (fused.output_membranes * along_time).sum()
+    exact_loss = (output_out.counts * mix).sum() + 0.1 * hidden_out.counts.sum() + (output_out.membranes * along_time).sum()
     fused_grads = torch.autograd.grad(fused_loss, (current, weight, bias))
     exact_grads = torch.autograd.grad(exact_loss, (current, weight, bias))
     for got, want in zip(fused_grads, exact_grads):

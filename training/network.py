@@ -31,9 +31,10 @@ Two compute paths, the same function (`compute_path` says which one a model runs
   * exact: layer by layer, each neuron on `leaky_sequence` (the specialised kernels of
     snn.Leaky's defaults where a layer has them): bit-identical to snnTorch;
   * fused (two layers, constant current, both neurons with snn.Leaky's default options and
-    fixed scalar values, spike counts only; CPU): lif1 -> fc2 -> lif2 as one Numba kernel
-    per direction (`lif_core.fused`), the same sums in another order, several times faster.
-    This is how the study's network trains by default.
+    fixed scalar values, hidden membranes not recorded; CPU): lif1 -> fc2 -> lif2 as one
+    Numba kernel per direction (`lif_core.fused`), the same sums in another order, several
+    times faster; the output membranes come with it, so either loss runs on it.  This is how
+    the study's network and tutorial 5's train by default.
 """
 
 from __future__ import annotations
@@ -497,9 +498,9 @@ class FeedForwardSNN(nn.Module):
 
     def _fused_neurons(self, device: torch.device) -> tuple[LIFParameters, LIFParameters] | None:
         """Both layers' LIFParameters when the fused kernel computes a forward pass on `device`
-        (it keeps no membranes, so the loss must be on counts)."""
+        (it keeps the output layer's membranes, not the hidden layer's)."""
         config = self.config
-        if not self.fused or config.num_layers != 2 or config.input_coding != "current" or config.loss != "count":
+        if not self.fused or config.num_layers != 2 or config.input_coding != "current":
             return None
         fc2 = self.linears[1]
         probe = torch.empty((1, fc2.in_features), dtype=fc2.weight.dtype, device=device)
@@ -575,7 +576,9 @@ class FeedForwardSNN(nn.Module):
                 return self.neuron_layers[0](current, num_steps=self.num_steps, record_membranes=False).spikes
 
         return NetworkOutput(
-            [hidden_spikes, fused.output_spikes], [None, None], [fused.hidden_counts, fused.output_counts]
+            [hidden_spikes, fused.output_spikes],
+            [None, fused.output_membranes],
+            [fused.hidden_counts, fused.output_counts],
         )
 
     def loss(self, output: NetworkOutput, labels: Tensor) -> LossTerms:
