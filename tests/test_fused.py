@@ -62,7 +62,8 @@ def _relative_error(got: Tensor, want: Tensor) -> float:
 
 def test_paths_are_chosen_as_documented() -> None:
     """The study's network takes the fused kernel on the CPU; the exact path when asked, on
-    the torch backend, in float16, and for any network the kernel does not compute."""
+    the torch backend and in float16; any network the fused kernel does not compute takes the
+    fast path (spike-driven Linear layers) unless the exact path is asked for."""
     study = study_network_config()
     assert FeedForwardSNN(study).compute_path() == "fused"
     assert FeedForwardSNN(study, fused=False).compute_path() == "exact"
@@ -85,7 +86,9 @@ def test_paths_are_chosen_as_documented() -> None:
         {"learn_beta": True},
         {"per_neuron": "beta"},
     ):
-        assert FeedForwardSNN(network_with(study, settings)).compute_path() == "exact", settings
+        assert FeedForwardSNN(network_with(study, settings)).compute_path() == "fast", settings
+        assert FeedForwardSNN(network_with(study, settings), fused=False).compute_path() == "exact", settings
+        assert FeedForwardSNN(network_with(study, settings), backend="torch").compute_path() == "exact", settings
     with torch.no_grad():  # a learnt scalar beta needs no gradient without autograd
         assert FeedForwardSNN(network_with(study, {"learn_beta": True})).compute_path() == "fused"
 
@@ -148,7 +151,7 @@ def test_membrane_loss_matches_exact_path(mnist_test: MnistSplit) -> None:
     assert want is not None and got is not None and got.shape == want.shape == (25, 128, 10)
     assert _relative_error(got.detach(), want.detach()) < 1e-5
     losses = [model.loss(output, labels).total for model, output in zip((exact, fused), outputs)]
-    assert abs(float(losses[1]) - float(losses[0])) <= 1e-5 * abs(float(losses[0]))
+    assert abs(losses[1].item() - losses[0].item()) <= 1e-5 * abs(losses[0].item())
     for loss in losses:
         loss.backward()
     for (name, want_parameter), got_parameter in zip(exact.named_parameters(), fused.parameters()):

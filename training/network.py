@@ -19,17 +19,22 @@ and the loss, a task term plus an activity penalty on the hidden layers:
     loss="membrane":  L = sum_t CE(U^L_t, y)  + activity_penalty * (the same)     (snnTorch tutorial 5)
 
 With "current" coding W_1 x + b_1 is computed once: snnTorch recomputes fc1(x) at every
-step and gets the same tensor each time, so this is exact.  Time-varying inputs go through
-each Linear one step at a time, as in snnTorch (see `per_step_linear`).
+step and gets the same tensor each time, so this is exact.  On the exact path time-varying
+inputs go through each Linear one step at a time, as in snnTorch (see `per_step_linear`).
 
 Modules are named fc1, lif1, fc2, lif2, ... and built in that order, as the study's class
 and snnTorch's tutorials name and build them, so its state_dict loads into such a snnTorch
 class with strict=True and one torch seed gives both the same initial weights;
 `training.snntorch_checkpoint` converts to and from nn.Sequential's 0, 1, 2, ... naming.
 
-Two compute paths, the same function (`compute_path` says which one a model runs):
+Three compute paths, the same function (`compute_path` says which one a model runs; `fused=False`
+asks for the exact one):
   * exact: layer by layer, each neuron on `leaky_sequence` (the specialised kernels of
     snn.Leaky's defaults where a layer has them): bit-identical to snnTorch;
+  * fast (every other network, CPU): the exact path's neurons, with each Linear fed by
+    spikes computed by adding the weight columns of the inputs that spiked
+    (`lif_core.spike_linear`; one BLAS product over all T*B rows for narrow layers): the
+    same sums in another order;
   * fused (two layers, constant current, both neurons with snn.Leaky's default options and
     fixed scalar values, hidden membranes not recorded; CPU): lif1 -> fc2 -> lif2 as one
     Numba kernel per direction (`lif_core.fused`), the same sums in another order, several
@@ -51,6 +56,7 @@ from torch import Tensor, nn
 from lif_core.backend import Backend, check_backend, choose_backend
 from lif_core.fused import fused_supported, lif_linear_lif
 from lif_core.modules import Leaky
+from lif_core.spike_linear import spike_linear, spike_linear_supported
 from lif_core.neuron import LeakyOptions, LIFParameters
 from lif_core.surrogate import FastSigmoid, surrogate_from_json, surrogate_to_json
 from training.data import INPUT_SIZE, NUM_CLASSES
@@ -60,6 +66,9 @@ LossKind = Literal["count", "membrane"]
 INPUT_CODINGS: tuple[InputCoding, ...] = ("current", "rate")
 LOSSES: tuple[LossKind, ...] = ("count", "membrane")
 Values = float | tuple[float, ...]
+# the narrowest Linear fed by spikes that the fast path computes by adding weight columns
+# (`lif_core.spike_linear`); below it one BLAS product over all T*B rows is faster
+SPIKE_LINEAR_MIN_OUTPUTS = 64
 
 
 # --------------------------------------------------------------------------- configuration
@@ -512,10 +521,18 @@ class FeedForwardSNN(nn.Module):
         return neurons[0], neurons[1]
 
     def compute_path(self, device: torch.device | None = None) -> str:
-        """"fused" or "exact": the path a forward pass without recorded membranes takes on
-        `device` (the weights' by default), with autograd as it is now."""
+        """The path a forward pass without recorded membranes takes on `device` (the weights'
+        by default), with autograd as it is now:
+
+            "fused"  the fused LIF -> Linear -> LIF kernel (`lif_core.fused`)
+            "fast"   the Linear layers fed by spikes on the fast kernels (`_time_varying_linear`)
+            "exact"  snnTorch's bits throughout"""
         device = device if device is not None else self.linears[0].weight.device
-        return "fused" if self._fused_neurons(device) is not None else "exact"
+        if self._fused_neurons(device) is not None:
+            return "fused"
+        probe = torch.empty((1, 1), dtype=self.linears[0].weight.dtype, device=device)
+        time_varying = self.config.input_coding == "rate" or self.config.num_layers > 1
+        return "fast" if time_varying and self._fast_kernels(probe) else "exact"
 
     def encode(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """S^0: the flattened images (B, N_0) for "current", rate-coded spikes (T, B, N_0) for "rate"."""
@@ -533,8 +550,9 @@ class FeedForwardSNN(nn.Module):
         self, images: Tensor, generator: torch.Generator | None = None, record_membranes: bool = False
     ) -> NetworkOutput:
         """images (B, ...) flattened to (B, N_0); `generator` draws the rate-coded input.
-        Membranes are recorded for every layer with record_membranes=True (the exact path),
-        and for the output layer whenever the loss is "membrane"."""
+        Membranes are recorded for every layer with record_membranes=True, which also runs the
+        exact path (snnTorch's bits, to compare with it), and for the output layer whenever
+        the loss is "membrane"."""
         signal = self.encode(images, generator)
         if signal.dim() == 2 and not record_membranes:
             # I1 = W1 x + b1, held for T steps
@@ -553,9 +571,12 @@ class FeedForwardSNN(nn.Module):
         for layer, (linear, neuron) in enumerate(zip(self.linears, self.neuron_layers)):
             if layer == 0 and first_done:
                 current = signal
+            elif held is not None:
+                # I^1 = W_1 x + b_1, held for T steps
+                current = linear(signal)
             else:
                 # I^l_t = W_l S^{l-1}_t + b_l
-                current = linear(signal) if held is not None else per_step_linear(linear, signal)
+                current = self._time_varying_linear(linear, signal, exact=record_membranes)
             # S^l_t, U^l_t = Leaky_l(I^l)_t
             keep = record_membranes or (layer == last and self.config.loss == "membrane")
             output = neuron(current, num_steps=held, record_membranes=keep)
@@ -565,6 +586,27 @@ class FeedForwardSNN(nn.Module):
             membranes.append(output.membranes)
             signal = output.spikes
         return NetworkOutput(spikes, membranes, counts)
+
+    def _fast_kernels(self, signal: Tensor) -> bool:
+        """Whether this forward pass may take the fast kernels for `signal` (CPU, float32/64,
+        fused=True, the numba backend)."""
+        return (
+            self.fused
+            and choose_backend(self.backend, signal) == "numba"
+            and spike_linear_supported(signal, self.linears[0].weight) is None
+        )
+
+    def _time_varying_linear(self, linear: nn.Linear, signal: Tensor, exact: bool) -> Tensor:
+        """I_t = W S_t + b for a (T, B, K) signal.  Exact path (or `exact`): one product per
+        step, the bits snnTorch gets (`per_step_linear`).  Fast path: the columns of the inputs
+        that spiked, added up (`lif_core.spike_linear`), for layers at least
+        SPIKE_LINEAR_MIN_OUTPUTS wide; one product over all T*B rows for narrower ones, where
+        BLAS is faster."""
+        if exact or not self._fast_kernels(signal):
+            return per_step_linear(linear, signal)
+        if linear.out_features >= SPIKE_LINEAR_MIN_OUTPUTS:
+            return spike_linear(signal, linear.weight, linear.bias)
+        return linear(signal)
 
     def _fused_forward(self, current: Tensor, hidden: LIFParameters, output: LIFParameters) -> NetworkOutput:
         fc2 = self.linears[1]
