@@ -19,8 +19,9 @@ Layout: every tensor is (T, B, N) (constant input (1, B, N)), beta and threshold
 (N,) arrays (a scalar broadcast), the starting membrane as (B, N).  Work is split over the
 batch in ROW_BLOCKS contiguous blocks (as in `lif_core.sequence_kernels`), so every row is
 computed by one thread in one fixed order: the bits do not depend on the thread count.
-The option flags are loop-invariant; LLVM hoists them out of the inner loops.  No float
-literal appears in the arithmetic (a Python float would promote float32 to float64).
+The option flags are loop-invariant; the backward kernel tests them outside its loops over
+neurons, each of which then vectorises.  No float literal appears in the arithmetic (a
+Python float would promote float32 to float64).
 """
 
 from __future__ import annotations
@@ -70,35 +71,46 @@ def leaky_forward_kernel(
                 membrane[n] = start[b, n]
             for t in range(num_steps):
                 step = 0 if constant_input else t
-                for n in range(neurons):
-                    m = membrane[n]
-                    thr = threshold[n]
-                    # R_t = H(m - thr)
-                    reset = one if m - thr > zero else zero
-                    if reset_code == SUBTRACT:
+                current_t = current[step, b]
+                spikes_t, pre_resets_t = spikes_out[t, b], pre_resets_out[t, b]
+                # (one loop per option, the branches outside it, so that each vectorises)
+                if reset_code == SUBTRACT:
+                    for n in range(neurons):
+                        m, thr = membrane[n], threshold[n]
+                        # R_t = H(m - thr)
+                        reset = one if m - thr > zero else zero
                         # U_t = b*m + I_t - R_t*thr
-                        u = decay[n] * m + current[step, b, n] - reset * thr
-                    elif reset_code == ZERO:
+                        pre_resets_t[n] = decay[n] * m + current_t[n] - reset * thr
+                elif reset_code == ZERO:
+                    for n in range(neurons):
+                        m = membrane[n]
+                        reset = one if m - threshold[n] > zero else zero
                         # U_t = b*((1 - R_t)*m) + I_t
-                        u = decay[n] * ((one - reset) * m) + current[step, b, n]
-                    else:
+                        pre_resets_t[n] = decay[n] * ((one - reset) * m) + current_t[n]
+                else:
+                    for n in range(neurons):
                         # U_t = b*m + I_t
-                        u = decay[n] * m + current[step, b, n]
+                        pre_resets_t[n] = decay[n] * membrane[n] + current_t[n]
+                for n in range(neurons):
                     # out_t = H(U_t - thr) * g
-                    spike = (one if u - thr > zero else zero) * graded
-                    spikes_out[t, b, n] = spike
-                    pre_resets_out[t, b, n] = u
-                    if same_step_reset:
+                    spikes_t[n] = (one if pre_resets_t[n] - threshold[n] > zero else zero) * graded
+                if same_step_reset:
+                    for n in range(neurons):
+                        m, thr, u = membrane[n], threshold[n], pre_resets_t[n]
+                        reset = one if m - thr > zero else zero
                         # D_t = out_t/g - R_t
-                        do_reset = spike / graded - reset
+                        do_reset = spikes_t[n] / graded - reset
                         if reset_code == SUBTRACT:
                             # U'_t = U_t - D_t*thr
-                            u = u - do_reset * thr
+                            membrane[n] = u - do_reset * thr
                         else:
                             # U'_t = U_t - D_t*U_t
-                            u = u - do_reset * u
-                    membrane[n] = u
-                    membranes_out[t, b, n] = u
+                            membrane[n] = u - do_reset * u
+                        membranes_out[t, b, n] = membrane[n]
+                else:
+                    for n in range(neurons):
+                        membrane[n] = pre_resets_t[n]
+                        membranes_out[t, b, n] = membrane[n]
 
 
 @numba.njit(parallel=True, cache=True, error_model="numpy")
@@ -138,75 +150,111 @@ def leaky_backward_kernel(
         otherwise     0              (StraightHeaviside: the true derivative)
     """
     num_steps, batch, neurons = membranes.shape
-    one = np.ones(1, dtype=membranes.dtype)[0]
+    dtype = membranes.dtype
+    one = np.ones(1, dtype=dtype)[0]
     zero = one - one
     blocks = min(batch, ROW_BLOCKS)
     for block in prange(blocks):
-        carry = np.empty(neurons, dtype=membranes.dtype)  # dL/dm_{t+1}
+        # per neuron of one row: dL/dm_{t+1}, and the step's terms (one simple loop each,
+        # with the option branches outside the loops, so that every loop vectorises)
+        carry = np.empty(neurons, dtype=dtype)
+        slope = np.empty(neurons, dtype=dtype)
+        reset = np.empty(neurons, dtype=dtype)
+        grad_out = np.empty(neurons, dtype=dtype)
+        grad_s = np.empty(neurons, dtype=dtype)
+        grad_u = np.empty(neurons, dtype=dtype)
+        # the time sums, written out once per row
+        decay_sum = np.empty(neurons, dtype=dtype)
+        threshold_sum = np.empty(neurons, dtype=dtype)
+        current_sum = np.empty(neurons, dtype=dtype)
         for b in range(block * batch // blocks, (block + 1) * batch // blocks):
             for n in range(neurons):
                 carry[n] = zero
-                grad_decay_out[b, n] = zero
-                grad_threshold_out[b, n] = zero
-                if constant_input:
-                    grad_current_out[0, b, n] = zero
+                decay_sum[n] = zero
+                threshold_sum[n] = zero
+                current_sum[n] = zero
             for t in range(num_steps - 1, -1, -1):
+                # m_t = U'_{t-1}
+                previous = start[b] if t == 0 else membranes[t - 1, b]
+                u = pre_resets[t, b]
+                # R_t = H(m_t - thr)
                 for n in range(neurons):
-                    thr = threshold[n]
-                    # m_t = U'_{t-1}
-                    m = start[b, n] if t == 0 else membranes[t - 1, b, n]
-                    u = pre_resets[t, b, n]
-                    x = u - thr
-                    # R_t = H(m_t - thr)
-                    reset = one if m - thr > zero else zero
-                    # sigma'_t = surrogate'(U_t - thr)
-                    if surrogate_code == ARCTAN:
-                        z = surrogate_b * x
-                        slope = surrogate_a / (one + z * z)
-                    elif surrogate_code == FAST_SIGMOID:
-                        d = surrogate_a * abs(x) + one
-                        slope = one / (d * d)
-                    elif surrogate_code == SIGMOID:
-                        e = math.exp(-surrogate_a * x)
-                        slope = surrogate_a * e / ((e + one) * (e + one))
-                    else:
-                        slope = zero
-                    # c_t = dL/dU'_t|direct + dL/dm_{t+1}
-                    grad_out = (grad_membranes[t, b, n] if has_grad_membranes else zero) + carry[n]
-                    # dL/dS_t = g * dL/dout_t
-                    grad_s = graded * (grad_spikes[t, b, n] if has_grad_spikes else zero)
-                    grad_u = grad_out
-                    if same_step_reset:
+                    reset[n] = one if previous[n] - threshold[n] > zero else zero
+                # sigma'_t = surrogate'(U_t - thr)
+                if surrogate_code == ARCTAN:
+                    for n in range(neurons):
+                        z = surrogate_b * (u[n] - threshold[n])
+                        slope[n] = surrogate_a / (one + z * z)
+                elif surrogate_code == FAST_SIGMOID:
+                    for n in range(neurons):
+                        d = surrogate_a * abs(u[n] - threshold[n]) + one
+                        slope[n] = one / (d * d)
+                elif surrogate_code == SIGMOID:
+                    for n in range(neurons):
+                        e = math.exp(-surrogate_a * (u[n] - threshold[n]))
+                        slope[n] = surrogate_a * e / ((e + one) * (e + one))
+                else:
+                    for n in range(neurons):
+                        slope[n] = zero
+                # c_t = dL/dU'_t|direct + dL/dm_{t+1}
+                if has_grad_membranes:
+                    for n in range(neurons):
+                        grad_out[n] = grad_membranes[t, b, n] + carry[n]
+                else:
+                    for n in range(neurons):
+                        grad_out[n] = zero + carry[n]
+                # dL/dS_t = g * dL/dout_t
+                if has_grad_spikes:
+                    for n in range(neurons):
+                        grad_s[n] = graded * grad_spikes[t, b, n]
+                else:
+                    for n in range(neurons):
+                        grad_s[n] = graded * zero
+                for n in range(neurons):
+                    grad_u[n] = grad_out[n]
+                if same_step_reset:
+                    for n in range(neurons):
+                        thr = threshold[n]
                         # D_t = H(U_t - thr)*g/g - R_t
-                        do_reset = (one if x > zero else zero) * graded / graded - reset
+                        do_reset = (one if u[n] - thr > zero else zero) * graded / graded - reset[n]
                         if reset_code == SUBTRACT:
                             # U'_t = U_t - D_t*thr
-                            grad_s = grad_s - grad_out * thr
-                            grad_threshold_out[b, n] -= grad_out * do_reset
+                            grad_s[n] = grad_s[n] - grad_out[n] * thr
+                            threshold_sum[n] -= grad_out[n] * do_reset
                         else:
                             # U'_t = U_t - D_t*U_t
-                            grad_s = grad_s - grad_out * u
-                            grad_u = grad_out * (one - do_reset)
+                            grad_s[n] = grad_s[n] - grad_out[n] * u[n]
+                            grad_u[n] = grad_out[n] * (one - do_reset)
+                for n in range(neurons):
                     # dL/dU_t = c_t * dU'_t/dU_t|direct + dL/dS_t * sigma'_t
-                    grad_u = grad_u + grad_s * slope
-                    grad_threshold_out[b, n] -= grad_s * slope
-                    # dL/dI_t = dL/dU_t
-                    if constant_input:
-                        grad_current_out[0, b, n] += grad_u
-                    else:
-                        grad_current_out[t, b, n] = grad_u
-                    if reset_code == ZERO:
+                    grad_u[n] = grad_u[n] + grad_s[n] * slope[n]
+                    threshold_sum[n] -= grad_s[n] * slope[n]
+                # dL/dI_t = dL/dU_t
+                if constant_input:
+                    for n in range(neurons):
+                        current_sum[n] += grad_u[n]
+                else:
+                    for n in range(neurons):
+                        grad_current_out[t, b, n] = grad_u[n]
+                if reset_code == ZERO:
+                    for n in range(neurons):
                         # U_t = b*((1 - R_t)*m_t) + I_t
-                        grad_decay_out[b, n] += grad_u * ((one - reset) * m)
-                        carry[n] = grad_u * decay[n] * (one - reset)
-                    else:
+                        decay_sum[n] += grad_u[n] * ((one - reset[n]) * previous[n])
+                        carry[n] = grad_u[n] * decay[n] * (one - reset[n])
+                else:
+                    for n in range(neurons):
                         # U_t = b*m_t + I_t [- R_t*thr]
-                        grad_decay_out[b, n] += grad_u * m
-                        carry[n] = grad_u * decay[n]
-                        if reset_code == SUBTRACT:
-                            grad_threshold_out[b, n] -= grad_u * reset
+                        decay_sum[n] += grad_u[n] * previous[n]
+                        carry[n] = grad_u[n] * decay[n]
+                    if reset_code == SUBTRACT:
+                        for n in range(neurons):
+                            threshold_sum[n] -= grad_u[n] * reset[n]
             for n in range(neurons):
+                grad_decay_out[b, n] = decay_sum[n]
+                grad_threshold_out[b, n] = threshold_sum[n]
                 grad_start_out[b, n] = carry[n]
+                if constant_input:
+                    grad_current_out[0, b, n] = current_sum[n]
 
 
 # ----------------------------------------------------------------------------- torch side
