@@ -135,7 +135,7 @@ def network_from_checkpoint(args: argparse.Namespace, backend: str, fused: bool 
 
 
 def model_for_evaluation(args: argparse.Namespace, device: torch.device) -> EvaluationModel:
-    """The checkpoint's network (`network_from_checkpoint`), on the fused path where it applies."""
+    """The checkpoint's network (`network_from_checkpoint`), on the fast kernels where they apply."""
     model, naming = network_from_checkpoint(args, args.backend)
     model = model.to(device).eval()
     generator = input_generator(args.input_seed, None) if model.config.input_coding == "rate" else None
@@ -217,8 +217,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--exact",
         action="store_true",
-        help="run the exact path (layer by layer, bit-identical to snnTorch) instead of the fused kernel "
-        "where it applies (the study's network: the same sums in another order, several times faster)",
+        help="run the exact path (layer by layer, bit-identical to snnTorch) instead of the fast kernels "
+        "(the fused kernel of 2-layer constant-current networks, spike-driven Linear layers elsewhere: "
+        "the same sums in another order, faster)",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
