@@ -69,6 +69,7 @@ from experiments.docs_numbers import (
     sd_interval,
     write_numbers,
 )
+from experiments.run_folder import writes_output_folder
 from experiments.trials import KERNEL_PATHS, Log, Trial, TrialResult, initial_model, run_trials
 from lif_core import (
     ArcTan,
@@ -826,6 +827,7 @@ def render_kernel_path_table(page: Path, numbers: Mapping[str, Any]) -> bool:
     return True
 
 
+@writes_output_folder
 def run_explain(args: argparse.Namespace) -> int:
     from experiments.train_cmd import prepare_runtime
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from experiments.cli import add_common_options
 from experiments.dose_response import DEFAULT_ETAS, DEFAULT_SEEDS, DOSE_JSON, DOSE_MARKDOWN, DoseResponseConfig, run_dose_response
+from experiments.run_folder import writes_output_folder
 from experiments.seeds import parse_seeds
 from experiments.train_cmd import add_subset_options, load_splits, prepare_runtime
 from lif_core.backend import Backend
@@ -169,6 +170,7 @@ def _post_train_config(args: argparse.Namespace, rule: str, eta: float) -> PostT
     )
 
 
+@writes_output_folder
 def run_post_train(args: argparse.Namespace) -> int:
     config = _post_train_config(args, args.rule, args.eta)
     prepare_runtime(args)
@@ -224,6 +226,7 @@ def run_dose_response_study(args: argparse.Namespace) -> int:
     return 0
 
 
+@writes_output_folder
 def run_plasticity_study(args: argparse.Namespace) -> int:
     if args.dose_response:
         return run_dose_response_study(args)

@@ -55,6 +55,7 @@ from experiments.posttrain_cmd import (
     study_markdown,
     study_row,
 )
+from experiments.run_folder import writes_output_folder
 from experiments.seeds import seed_folder, study_baseline
 from experiments.train_cmd import load_splits, prepare_runtime
 from experiments.reproduce_report import (
@@ -437,6 +438,7 @@ def default_jobs(threads: int) -> int:
     return max(1, available_threads() // threads)
 
 
+@writes_output_folder
 def run(args: argparse.Namespace) -> int:
     threads = configure_threads(args.threads if args.threads is not None else 1)  # validates it
     jobs = args.jobs if args.jobs is not None else default_jobs(threads)

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from experiments.cli import add_common_options
+from experiments.run_folder import writes_output_folder
 from experiments.stdp_figure import save_receptive_fields
 from plasticity.stdp import (
     STREAM_ASSIGN,
@@ -449,6 +450,7 @@ def evaluate_saved(args: argparse.Namespace) -> int:
     return 0
 
 
+@writes_output_folder
 def run(args: argparse.Namespace) -> int:
     if args.evaluate_only:
         if args.resume:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from experiments.cli import add_common_options
+from experiments.run_folder import writes_output_folder
 from experiments.seeds import parse_seeds
 from experiments.sweep_report import rows_from_results, write_results
 from experiments.sweep_space import (
@@ -364,6 +365,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     return SweepSpec(space=space, **values)
 
 
+@writes_output_folder
 def run_sweep_command(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     set_ray_environment(embedded=not args.address)

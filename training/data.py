@@ -481,3 +481,13 @@ def load_mnist(
         problem = "is not a folder" if folder.exists() else "does not exist"
         raise MnistDataError(f"MNIST data folder {problem}: {folder}. Fix: {HOW_TO_FIX}.")
     return _to_split(*_read_arrays(find_idx_file(folder, image_stem), find_idx_file(folder, label_stem)))
+
+
+def mnist_files(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """The four files `load_mnist` reads for this `data_dir` (same fallbacks), by stem.
+    For the per-user cache, call it after a load (the cache is complete by then)."""
+    folder = resolve_data_dir(data_dir)
+    if folder is None:
+        cache = mnist_cache_dir()
+        return {stem: cache / f"{stem}.gz" for stems in FILE_STEMS.values() for stem in stems}
+    return {stem: find_idx_file(folder, stem) for stems in FILE_STEMS.values() for stem in stems}

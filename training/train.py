@@ -365,6 +365,12 @@ def _load_resume_state(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any
             "--resume: the settings differ from the interrupted run's, so resuming would not "
             "give the same result: " + "; ".join(differences) + ". Fix: use the same flags, or start a new --out folder."
         )
+    done, asked = len(state["history"].get("test_acc_history", [])), settings["training"]["epochs"]
+    if done > asked:
+        raise CheckpointError(
+            f"--resume: the run in {out_dir} has already completed {done} epochs, more than the {asked} asked for, "
+            f"so it cannot end after {asked}. Fix: pass --epochs {done} or more to continue it, or start a new --out folder."
+        )
     return state
 
 

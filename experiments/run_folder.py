@@ -1,0 +1,142 @@
+"""One run per output folder: an OS lock while a command writes into `--out`, and the run's identity.
+
+`hold_output_folder(out)` takes an exclusive `fcntl.flock` on `out/.snn-mnist.lock` for as long
+as a command writes there.  The operating system releases it when the process ends, however
+it ends (an exception, Ctrl-C, SIGKILL), so no stale lock outlives its run.  A second command
+into the same folder stops at once with one line naming the holder's process id and the fix.
+
+`run_identity` is what a run records about itself once: its settings, the checksums of the data
+files it read and the code version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import functools
+import gzip
+import hashlib
+import os
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from training.errors import SnnMnistError
+
+LOCK_FILE = ".snn-mnist.lock"
+
+
+class OutputFolderBusy(SnnMnistError):
+    """Another process holds the output folder's lock."""
+
+
+def _lock_holder(lock_path: Path) -> str:
+    try:
+        text = lock_path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return "another process"
+    return f"process {text}" if text.isdigit() else "another process"
+
+
+@contextlib.contextmanager
+def hold_output_folder(folder: Path, flag: str = "--out") -> Iterator[Path]:
+    """Hold `folder`'s lock (creating the folder) until the block ends; OutputFolderBusy if another
+    process holds it.  On release the lock file goes, and the folder too if this run created it
+    and left nothing in it."""
+    import fcntl  # POSIX only; imported here so that the module imports everywhere
+
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_path = folder / LOCK_FILE
+    while True:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            os.close(descriptor)
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise OutputFolderBusy(
+                f"{flag} {folder} is in use by {_lock_holder(lock_path)} (another snn-mnist run writing there). "
+                f"Fix: wait for that run to finish, or pass another {flag} folder."
+            ) from None
+        # The holder before us may have removed the file between our open and our lock: then we
+        # hold a lock on a file nobody else can see, so try again on the one at the path.
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(descriptor)
+    try:
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        yield folder
+    finally:
+        with contextlib.suppress(OSError):
+            lock_path.unlink()
+        os.close(descriptor)
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: a run that stopped before writing anything
+
+
+def code_version() -> str:
+    """The package version, and the git commit of the source tree when it is a checkout."""
+    from experiments import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return __version__
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__} (git {commit}{', with uncommitted changes' if dirty else ''})"
+
+
+def file_checksum(path: Path) -> str:
+    """SHA-256 of a file's content, in hex; of the uncompressed bytes for a .gz file, so that
+    the same data gzip-compressed or not has one checksum."""
+    digest = hashlib.sha256()
+    opener = gzip.open if Path(path).suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_identity(command: str, settings: Mapping[str, Any], data_files: Mapping[str, Path]) -> dict[str, Any]:
+    """What a run records about itself once: the command, its settings, the SHA-256 of every
+    data file it read (by name) and the code version."""
+    return {
+        "command": command,
+        "settings": dict(settings),
+        "data": {name: file_checksum(path) for name, path in sorted(data_files.items())},
+        "code_version": code_version(),
+    }
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def writes_output_folder(handler: Handler) -> Handler:
+    """A command handler that holds its --out folder's lock while it runs (`hold_output_folder`)."""
+
+    @functools.wraps(handler)
+    def locked(args: argparse.Namespace) -> int:
+        with hold_output_folder(Path(args.out)):
+            return handler(args)
+
+    return locked
