@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.cli import add_common_options
+from experiments.cluster import add_connect_timeout_option, check_cluster_address
 from experiments.dose_response import DEFAULT_ETAS, DEFAULT_SEEDS, DOSE_JSON, DOSE_MARKDOWN, DoseResponseConfig, run_dose_response
 from experiments.run_folder import writes_output_folder
 from experiments.seeds import parse_seeds
@@ -214,6 +215,8 @@ def run_dose_response_study(args: argparse.Namespace) -> int:
             f"--jobs {jobs} x --threads {threads} asks for more than the {available_threads()} cores here. "
             "Fix: lower --jobs or --threads"
         )
+    if args.address is not None and args.address != "local":
+        check_cluster_address(args.address, args.connect_timeout)
     args.threads = threads * jobs  # the baselines train on all of them
     prepare_runtime(args)
     train_split, test_split = load_splits(args)
@@ -326,6 +329,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="--dose-response: run the post-training runs on a Ray cluster (--out on storage every node mounts), "
         "or 'local' for an embedded Ray here; default: local worker processes",
     )
+    add_connect_timeout_option(parser)
     parser.add_argument(
         "--shift", default=None, metavar="KIND:AMOUNT",
         help="--dose-response under an input shift, contrast:C (x -> C x) or noise:S (x + S z, clipped): post-train "

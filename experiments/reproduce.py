@@ -46,6 +46,7 @@ import torch
 
 from experiments import figures
 from experiments.cli import add_common_options
+from experiments.cluster import add_connect_timeout_option, check_cluster_address
 from experiments.posttrain_cmd import (
     ACCURACY_JSON,
     POST_TRAINED_FILE,
@@ -458,6 +459,8 @@ def run(args: argparse.Namespace) -> int:
     base = ReproduceConfig.quick(**overrides) if args.quick else ReproduceConfig(**overrides)
     count = args.seeds if args.seeds is not None else len(base.seeds)
     config = replace(base, seeds=tuple(range(args.seed, args.seed + count)))
+    if args.address is not None and args.address != "local":
+        check_cluster_address(args.address, args.connect_timeout)
     args.threads = threads
     prepare_runtime(args)
     args.train_subset, args.test_subset = config.train_subset, config.test_subset
@@ -496,6 +499,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the tasks on a Ray cluster (pip install -e \".[sweep]\"; --out on storage every node mounts), "
         "or 'local' for an embedded Ray here; default: local worker processes",
     )
+    add_connect_timeout_option(parser)
     parser.add_argument("--surrogate", choices=("fast_sigmoid", "atan"), default="fast_sigmoid", help="surrogate gradient (default: fast_sigmoid)")
     parser.add_argument("--etas", type=parse_floats, default=None, help="post-training learning rates (default: 1e-5,1e-4)")
     parser.add_argument(
