@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -57,6 +58,18 @@ def parse_floats(text: str) -> tuple[float, ...]:
         return tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def check_etas(etas: Sequence[float], flag: str = "--etas") -> None:
+    """Every learning rate of a list flag is finite and non-negative (ValueError naming `flag`),
+    checked before any run starts."""
+    bad = [eta for eta in etas if not (math.isfinite(eta) and eta >= 0)]
+    if bad:
+        listed = ",".join(f"{eta:g}" for eta in etas)
+        raise ValueError(
+            f"{flag} {listed}: {', '.join(f'{eta:g}' for eta in bad)} is not a non-negative finite learning rate. "
+            f"Fix: give numbers such as {flag} 1e-5,1e-4"
+        )
 
 
 def parse_rules(text: str) -> tuple[str, ...]:
@@ -241,6 +254,7 @@ def run_plasticity_study(args: argparse.Namespace) -> int:
         args.etas = STUDY_ETAS
     if not args.etas:
         raise ValueError("--etas lists no learning rate. Fix: give one or more, comma-separated, e.g. --etas 1e-5,1e-4")
+    check_etas(args.etas)
     base = _post_train_config(args, "covariance", args.etas[0])
     for rule in args.rules:
         for eta in args.etas:

@@ -53,6 +53,7 @@ from experiments.posttrain_cmd import (
     STUDY_JSON,
     STUDY_MARKDOWN,
     STUDY_RULES,
+    check_etas,
     study_markdown,
     study_row,
 )
@@ -103,6 +104,7 @@ class ReproduceConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.post_epochs < 1:
             raise ValueError("--epochs and --post-epochs must be positive integers")
+        check_etas(self.etas)
         if 1e-5 not in self.etas or 1e-4 not in self.etas:
             raise ValueError("--etas must include the study's 1e-5 (gentle) and 1e-4 (strong)")
         if "covariance" not in self.rules:
