@@ -33,6 +33,7 @@ from pathlib import Path
 from experiments import __version__
 from training.errors import SnnMnistError
 from training.progress import is_terminal
+from training.runtime import available_memory_bytes, format_bytes
 
 # Modules that provide subcommands, in the order `--help` lists them.
 COMMAND_MODULES: list[str] = [
@@ -143,6 +144,18 @@ def check_output_paths(args: argparse.Namespace) -> None:
         check_output_folder(args.out)
     if isinstance(getattr(args, "json", None), Path):
         check_output_file(args.json, "--json")
+
+
+def check_fits_in_memory(command: str, needed: int, sizes: str, available: int | None = None) -> None:
+    """Refuse, before anything is allocated, sizes whose estimated memory (`needed` bytes) exceeds
+    what this machine has available (ValueError); `sizes` names the flags that set it."""
+    available = available_memory_bytes() if available is None else available
+    if available is None or needed <= available:
+        return
+    raise ValueError(
+        f"{command} would need about {format_bytes(needed)} of memory with these sizes ({sizes}), more than the "
+        f"{format_bytes(available)} available here. Fix: lower them, or run on a machine with more memory."
+    )
 
 
 def is_out_of_memory(error: BaseException) -> bool:

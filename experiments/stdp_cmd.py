@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.cli import add_common_options
+from experiments.cli import add_common_options, check_fits_in_memory
 from experiments.run_folder import writes_output_folder
 from experiments.stdp_figure import save_receptive_fields
 from plasticity.stdp import (
@@ -233,6 +233,14 @@ def _readout_settings(args: argparse.Namespace) -> dict[str, Any]:
         "readouts": list(READOUT_NAMES) if args.readout == "both" else [args.readout],
         "equal_norm_readout": asdict(EqualNormReadout(args.readout_norm, args.readout_theta)),
     }
+
+
+def estimate_stdp_bytes(neurons: int) -> int:
+    """A generous estimate of an STDP run's peak memory from its size alone: MNIST as float64
+    (training and test images), and per neuron its 784 float64 input weights a few times over
+    (the weights, their traces and updates, a checkpoint's copy) plus its labelling sums."""
+    images = 8 * 70_000 * 784
+    return (400 << 20) + images + neurons * (4 * 8 * 784 + 8 * 64)
 
 
 def _config(args: argparse.Namespace) -> StdpConfig:
@@ -459,6 +467,7 @@ def run(args: argparse.Namespace) -> int:
     command_started = time.perf_counter()
     config = _config(args)
     settings = _settings(args)
+    check_fits_in_memory("stdp", estimate_stdp_bytes(config.n_neurons), f"--neurons {config.n_neurons}")
     threads = configure_threads(args.threads)
     seed_everything(settings["seed"])  # the run itself draws only from explicit generators
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import torch
 
-from experiments.cli import add_common_options
+from experiments.cli import add_common_options, check_fits_in_memory
 from experiments.network_options import add_network_options, network_settings, refuse_checkpoint_flags
 from experiments.run_folder import file_checksum, hold_output_folder, run_identity
 from training.checkpoint import CheckpointError, atomic_write_json, read_checkpoint
@@ -28,6 +28,7 @@ from training.train import (
     MODEL_FILE,
     STATE_FILE,
     TrainConfig,
+    estimate_training_bytes,
     evaluate,
     input_generator,
     train,
@@ -122,6 +123,14 @@ def _run_train(args: argparse.Namespace) -> int:
             "fused": False if args.exact else None,
         },
     )
+    sizes = ", ".join(
+        f"{name} {value}" for name, value in (
+            ("--hidden/--layers", "-".join(map(str, network_config.layer_sizes))),
+            ("--steps", network_config.num_steps),
+            ("--batch-size", train_config.batch_size),
+        )
+    )
+    check_fits_in_memory("train", estimate_training_bytes(network_config, train_config), sizes)
     device = prepare_runtime(args)
     train_data, test_data = load_splits(args)
     assert train_data is not None

@@ -138,3 +138,39 @@ def keep_freed_memory() -> bool:
     trimmed = mallopt(_M_TRIM_THRESHOLD, 512 << 20)
     mapped = mallopt(_M_MMAP_THRESHOLD, 64 << 20)
     return bool(trimmed and mapped)
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still allocate: the smaller of the kernel's MemAvailable and what
+    its cgroup's limit leaves (v2 memory.max - memory.current, or v1's limit - usage); None
+    where neither is known (not Linux)."""
+    candidates: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemAvailable:"):
+                candidates.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    cgroup = Path("/sys/fs/cgroup")
+    for limit_file, usage_file in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(cgroup / limit_file), _read_int(cgroup / usage_file)
+        if limit is not None and usage is not None and limit < 1 << 60:  # v1 says "no limit" with a huge number
+            candidates.append(max(limit - usage, 0))
+    return min(candidates) if candidates else None
+
+
+def format_bytes(count: float) -> str:
+    """1.5 GiB, 300 MiB, ... (binary units)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")

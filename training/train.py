@@ -140,6 +140,30 @@ class TrainConfig:
         return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * step / total))
 
 
+# What a training run holds besides its sizes: the interpreter, torch, Numba and their kernels.
+BASE_BYTES = 400 << 20
+# Float32 tensors of shape (B, N) that BPTT keeps per time step and layer for the backward pass
+# (input current, membrane, spikes, surrogate terms and their gradients), counted generously.
+SAVED_PER_STEP = 8
+
+
+def estimate_training_bytes(
+    network_config: NetworkConfig, train_config: TrainConfig, train_examples: int = 60_000, test_examples: int = 10_000
+) -> int:
+    """A generous estimate of a training run's peak memory, from its sizes alone (nothing is
+    allocated): the images as float32, the weights with their gradients and Adam's two moments,
+    and the (T, B, N) activations BPTT keeps, for a training and an evaluation batch."""
+    sizes = network_config.layer_sizes
+    neurons = sum(sizes[1:])
+    parameters = sum(inputs * outputs + outputs for inputs, outputs in zip(sizes[:-1], sizes[1:]))
+    steps = network_config.num_steps
+    rate_input = sizes[0] if network_config.input_coding == "rate" else 0
+    activations = 4 * steps * train_config.batch_size * (SAVED_PER_STEP * neurons + rate_input)
+    evaluation = 4 * steps * train_config.eval_batch_size * (2 * neurons + rate_input)
+    images = 4 * (train_examples + test_examples) * sizes[0]
+    return BASE_BYTES + images + 4 * 4 * parameters + activations + evaluation
+
+
 def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
     """The shuffled visiting order of epoch `epoch` (0-based), a function of (seed, epoch) only."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
