@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from training.checkpoint import remove_stale_temporary_files
 from training.errors import SnnMnistError
 
 LOCK_FILE = ".snn-mnist.lock"
@@ -75,6 +76,8 @@ def hold_output_folder(folder: Path, flag: str = "--out") -> Iterator[Path]:
     try:
         os.ftruncate(descriptor, 0)
         os.write(descriptor, f"{os.getpid()}\n".encode())
+        # nobody else writes here now: a temporary file left is a killed run's
+        remove_stale_temporary_files(folder)
         yield folder
     finally:
         with contextlib.suppress(OSError):

@@ -66,6 +66,7 @@ from plasticity.stdp_readout import (
     labels_from_rates,
     rates_from_sums,
 )
+from training.checkpoint import default_file_mode
 from training.data import NUM_CLASSES, carve_validation, load_mnist
 from training.errors import SnnMnistError
 from training.progress import ProgressBar, progress_bar
@@ -271,6 +272,7 @@ def _write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False
     try:
         with os.fdopen(handle, "wb" if binary else "w") as stream:
             write(stream)
+        os.chmod(temporary, default_file_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

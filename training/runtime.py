@@ -110,9 +110,16 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise ValueError(f"--device {name!r} is not a device torch knows: {error}") from None
+        detail = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"--device {name!r} is not a device torch knows ({detail}). Fix: use --device cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        # torch knows mps, xpu, meta, ...; the kernels and the trainer here run on the CPU and CUDA only
+        raise ValueError(
+            f"--device {name!r}: snn-mnist runs on the CPU or a CUDA GPU, not on {device.type}. "
+            "Fix: use --device cpu, cuda, cuda:N or auto"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name!r} asked for CUDA, but torch sees no CUDA device; use --device cpu")
+        raise ValueError(f"--device {name!r} asked for CUDA, but torch sees no CUDA device. Fix: use --device cpu")
     return device
 
 
