@@ -48,6 +48,13 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
+def output_folder(text: str) -> Path:
+    """--out's type: a folder path; an empty one (which would mean the current folder) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty folder name would write into the current folder. Fix: name a folder, e.g. --out results (or --out . for the current one)")
+    return Path(text)
+
+
 def add_common_options(
     parser: argparse.ArgumentParser,
     *,
@@ -80,7 +87,7 @@ def add_common_options(
             ),
         )
     if out is not None:
-        parser.add_argument("--out", type=Path, default=Path(out), help=f"output folder (default: {out})")
+        parser.add_argument("--out", type=output_folder, default=Path(out), help=f"output folder (default: {out})")
     if seed:
         parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     if threads:

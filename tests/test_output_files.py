@@ -109,3 +109,24 @@ def test_evaluate_says_which_beta_it_runs(tmp_path: Path, mnist_dir: Path, capsy
     assert main(["evaluate", str(checkpoint), "--data-dir", str(mnist_dir), "--test-subset", "50", "--no-progress", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "lif1: beta 1.5 (runs as 1: clamped to [0, 1])" in out
+
+
+def test_a_random_bytes_checkpoint_gets_no_unsafe_advice(tmp_path: Path, capsys) -> None:
+    """The error passed on torch's advice to reload with weights_only=False (unsafe, and useless)."""
+    checkpoint = tmp_path / "random.pt"
+    checkpoint.write_bytes(bytes(range(256)) * 8)
+    assert main(["evaluate", str(checkpoint)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"cannot read checkpoint {checkpoint}" in lines[0]
+    assert "weights_only" not in lines[0] and "Fix:" in lines[0]
+
+
+@pytest.mark.parametrize("command", ["train", "stdp", "explain", "reproduce"])
+def test_an_empty_out_is_refused_not_read_as_the_current_folder(command: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    """--out '' wrote into the current directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--out", ""])
+    assert exited.value.code == 2
+    assert "argument --out: an empty folder name would write into the current folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

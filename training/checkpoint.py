@@ -120,6 +120,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and weights-only errors come in many types
         detail = (str(error).strip().splitlines() or [""])[0]
+        if "weights_only" in str(error):
+            # torch's advice, to load with weights_only=False, would run arbitrary code (and not help)
+            detail = "not a file torch.load reads as plain tensors"
         raise CheckpointError(
             f"cannot read checkpoint {path}: {error.__class__.__name__}{': ' + detail if detail else ''}. "
             "It must be a state_dict saved with torch.save (not a whole pickled model, "
