@@ -17,6 +17,7 @@ import errno
 import functools
 import gzip
 import hashlib
+import json
 import os
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +28,7 @@ from training.checkpoint import remove_stale_temporary_files
 from training.errors import SnnMnistError
 
 LOCK_FILE = ".snn-mnist.lock"
+RUN_FILE = "run.json"  # a run's identity, written once
 
 
 class OutputFolderBusy(SnnMnistError):
@@ -139,7 +141,32 @@ def writes_output_folder(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def locked(args: argparse.Namespace) -> int:
-        with hold_output_folder(Path(args.out)):
-            return handler(args)
+        out = Path(args.out)
+        with hold_output_folder(out):
+            code = handler(args)
+            if code == 0 and not (out / RUN_FILE).exists():
+                record_run(out, args)
+            return code
 
     return locked
+
+
+def command_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """A command's parsed flags as JSON values (paths as text), without the handler."""
+    settings = {key: value for key, value in vars(args).items() if key != "handler" and not callable(value)}
+    return json.loads(json.dumps(settings, default=str))
+
+
+def record_run(out: Path, args: argparse.Namespace) -> None:
+    """Write `out/run.json`, the run's identity: the command, its flags, the checksums of the MNIST
+    files it read and the code version."""
+    from training.checkpoint import atomic_write_json
+    from training.data import MnistDataError, mnist_files
+
+    files: dict[str, Path] = {}
+    if hasattr(args, "data_dir"):
+        try:
+            files = {name: path for name, path in mnist_files(args.data_dir).items() if path.is_file()}
+        except MnistDataError:
+            files = {}
+    atomic_write_json(out / RUN_FILE, run_identity(str(getattr(args, "command", "")), command_settings(args), files))

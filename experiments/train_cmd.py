@@ -12,7 +12,7 @@ import torch
 
 from experiments.cli import add_common_options, check_fits_in_memory
 from experiments.network_options import add_network_options, network_settings, refuse_checkpoint_flags
-from experiments.run_folder import file_checksum, hold_output_folder, run_identity
+from experiments.run_folder import RUN_FILE, file_checksum, hold_output_folder, run_identity
 from training.checkpoint import CheckpointError, atomic_write_json, read_checkpoint
 from training.data import INPUT_SIZE, NUM_CLASSES, MnistSplit, carve_validation, load_mnist, mnist_files
 from training.network import FeedForwardSNN
@@ -34,7 +34,6 @@ from training.train import (
     train,
 )
 
-RUN_FILE = "run.json"  # the run's identity, written once when it starts
 RUN_FILES = (MODEL_FILE, STATE_FILE, CURVES_CSV, CURVES_JSON, CONFIG_JSON, RUN_FILE)
 
 
@@ -76,7 +75,7 @@ def check_train_folder(out: Path, resume: bool, force: bool) -> None:
         return
     if not force:
         raise ValueError(
-            f"--out {out} holds another training run ({', '.join(present)}). "
+            f"--out {out} holds another run ({', '.join(present)}). "
             "Fix: pass --resume to continue it, --force to replace it, or another --out folder."
         )
     for name in present:
@@ -142,7 +141,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.validation:
         train_data, validation_data = carve_validation(train_data, args.validation)
     print(f"network: {network_config.describe()}")
-    if not (args.out / RUN_FILE).exists():
+    if not args.resume:  # (a resumed run keeps the identity it has, if any: a run from before run.json has none)
         identity = run_identity(
             "train",
             {"network": network_config.to_json(), "training": train_config.to_json(), "preset": args.preset},

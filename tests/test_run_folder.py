@@ -121,7 +121,7 @@ def test_a_new_train_over_a_finished_run_refuses_unless_forced(finished_run: Pat
     other = ["train", "--out", str(finished_run), "--data-dir", str(mnist_dir), "--epochs", "1", "--seed", "2", *TINY]
     assert main(other) == 2
     line = one_error_line(capsys)
-    assert "holds another training run" in line and "--resume" in line and "--force" in line
+    assert "holds another run (supervised_snn_baseline_state_dict.pt" in line and "--resume" in line and "--force" in line
     assert {path.name: path.read_bytes() for path in finished_run.iterdir()} == before
     assert main([*other, "--force"]) == 0
     config = json.loads((finished_run / "experiment_config.json").read_text())
@@ -164,3 +164,19 @@ def test_resume_refuses_another_data_folder(finished_run: Path, mnist_dir: Path,
 def test_resume_and_force_together_are_refused(tmp_path: Path, capsys) -> None:
     assert main(["train", "--out", str(tmp_path), "--resume", "--force", *TINY]) == 2
     assert "--resume and --force" in one_error_line(capsys)
+
+
+def test_other_commands_record_their_identity_once_when_they_succeed(tmp_path: Path, mnist_dir: Path, capsys) -> None:
+    """reproduce, stdp, post-train, sweep and explain record run.json too (here: stdp)."""
+    out = tmp_path / "stdp"
+    flags = ["--out", str(out), "--data-dir", str(mnist_dir), "--neurons", "10", "--train-images", "20",
+             "--assign-images", "20", "--test-images", "20", "--threads", "1"]
+    assert main(["stdp", *flags]) == 0
+    identity = json.loads((out / "run.json").read_text())
+    assert identity["command"] == "stdp" and identity["settings"]["neurons"] == 10
+    assert len(identity["data"]) == 4 and identity["code_version"]
+    before = (out / "run.json").read_bytes()
+    assert main(["stdp", *flags, "--resume"]) == 0
+    assert (out / "run.json").read_bytes() == before  # recorded once
+    assert main(["stdp", *flags, "--neurons", "0"]) == 2  # a failed run records nothing
+    capsys.readouterr()
