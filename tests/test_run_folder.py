@@ -180,3 +180,16 @@ def test_other_commands_record_their_identity_once_when_they_succeed(tmp_path: P
     assert (out / "run.json").read_bytes() == before  # recorded once
     assert main(["stdp", *flags, "--neurons", "0"]) == 2  # a failed run records nothing
     capsys.readouterr()
+
+
+def test_a_run_from_before_the_data_checksums_still_resumes(finished_run: Path, mnist_dir: Path, capsys) -> None:
+    """A run saved without data_sha256 (by the previous version) resumes; nothing to compare."""
+    import torch
+
+    state_path = finished_run / "training_state.pt"
+    state = torch.load(state_path, weights_only=True)
+    del state["settings"]["data_sha256"]
+    torch.save(state, state_path)
+    (finished_run / "run.json").unlink()
+    assert main(["train", "--out", str(finished_run), "--data-dir", str(mnist_dir), "--resume", "--epochs", "2", *TINY]) == 0
+    assert "resuming after epoch 1" in capsys.readouterr().out

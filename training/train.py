@@ -342,6 +342,10 @@ def _legacy_settings(saved: dict[str, Any]) -> tuple[NetworkConfig, TrainConfig]
     return network, TrainConfig.from_json({**training, **compute})
 
 
+# Run settings that older versions did not record: the data files' checksums (issue 31).
+RECORDED_SINCE = ("data_sha256",)
+
+
 def _differences(saved: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     """What differs between a saved run's settings and these, as 'what: saved X, now Y'.  The
     configs are read back as configs first (a setting added since the run was saved takes its
@@ -357,7 +361,13 @@ def _differences(saved: dict[str, Any], settings: dict[str, Any]) -> list[str]:
             return ["the saved settings are not those of a network of this version (saved by an older snn-mnist?)"]
     if settings["training"]["lr_schedule"] == "constant":
         training["epochs"] = settings["training"]["epochs"]
-    others = {key: saved.get(key) for key in settings if key not in ("network", "training")}
+    # a setting recorded only since a run was saved is not compared (the run predates it)
+    others = {
+        key: saved.get(key)
+        for key in settings
+        if key not in ("network", "training") and (key in saved or key not in RECORDED_SINCE)
+    }
+    settings = {key: value for key, value in settings.items() if key in others or key in ("network", "training")}
     return _json_differences({"network": network, "training": training, **others}, settings, "")
 
 
