@@ -15,9 +15,13 @@ from experiments.cli import main
 from experiments.cluster import ClusterUnreachable, check_cluster_address
 
 
+ACCEPTED = threading.Event()  # set by the silent server when it has accepted a connection
+
+
 @pytest.fixture
 def silent_server() -> Iterator[str]:
     """HOST:PORT of a loopback-only server that accepts connections and never answers; stopped after."""
+    ACCEPTED.clear()
     server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     server.bind(("127.0.0.1", 0))
     server.listen(8)
@@ -32,6 +36,7 @@ def silent_server() -> Iterator[str]:
             except (TimeoutError, OSError):
                 continue
             held.append(connection)  # kept open, never read, never answered
+            ACCEPTED.set()
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
@@ -68,6 +73,33 @@ def test_a_silent_address_fails_within_the_connect_timeout(
     assert f"--address {silent_server}: no Ray cluster answered within 1 s" in lines[0]
     assert "Fix:" in lines[0] and "--connect-timeout" in lines[0]
     assert 0.9 <= elapsed < 10
+
+
+def test_ctrl_c_stops_a_run_waiting_for_the_cluster_at_once(silent_server: str, tmp_path: Path, mnist_dir: Path) -> None:
+    """SIGINT was ignored for 15 s (once 28 s) while Ray waited for the address."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-m", "experiments", "sweep", "--param", "lr=1e-3", "--seeds", "0", "--address", silent_server,
+         "--connect-timeout", "120", "--out", str(tmp_path / "out"), "--data-dir", str(mnist_dir)],
+        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert ACCEPTED.wait(timeout=120), "the command never reached the address"
+        time.sleep(0.5)
+        interrupted = time.perf_counter()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+        assert time.perf_counter() - interrupted < 3
+        assert process.returncode == 130 and "snn-mnist: interrupted" in err and "Traceback" not in err
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_refused_and_unresolvable_addresses_are_named() -> None:
