@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from training.errors import SnnMnistError
 
 LOCK_FILE = ".snn-mnist.lock"
 RUN_FILE = "run.json"  # a run's identity, written once
+# flock's answers on a file system that has no locks
+UNSUPPORTED_LOCK_ERRORS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
 class OutputFolderBusy(SnnMnistError):
@@ -60,6 +63,15 @@ def hold_output_folder(folder: Path, flag: str = "--out") -> Iterator[Path]:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
             os.close(descriptor)
+            if error.errno in UNSUPPORTED_LOCK_ERRORS:
+                # a file system without locks (some network and FUSE mounts): run, but say so
+                print(
+                    f"snn-mnist: warning: cannot lock {flag} {folder} ({error.strerror}); "
+                    "a second run into it at the same time would not be stopped",
+                    file=sys.stderr,
+                )
+                yield folder
+                return
             if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             raise OutputFolderBusy(

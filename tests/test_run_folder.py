@@ -193,3 +193,17 @@ def test_a_run_from_before_the_data_checksums_still_resumes(finished_run: Path, 
     (finished_run / "run.json").unlink()
     assert main(["train", "--out", str(finished_run), "--data-dir", str(mnist_dir), "--resume", "--epochs", "2", *TINY]) == 0
     assert "resuming after epoch 1" in capsys.readouterr().out
+
+
+def test_a_file_system_without_locks_runs_with_a_warning(tmp_path: Path, monkeypatch, capsys) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(descriptor: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with hold_output_folder(tmp_path / "out") as folder:
+        (folder / "x.txt").write_text("x")
+    assert "warning: cannot lock --out" in capsys.readouterr().err
+    assert (tmp_path / "out" / "x.txt").is_file()
