@@ -65,21 +65,26 @@ def prepare_runtime(args: argparse.Namespace) -> torch.device:
     return resolve_device(getattr(args, "device", "cpu"))
 
 
-def check_train_folder(out: Path, resume: bool, force: bool) -> None:
-    """Refuse to start a new run in a folder holding another (unless --force, which removes its
-    files first, so that the two never mix); --resume goes on to the library's checks."""
+def check_train_folder(out: Path, resume: bool, force: bool) -> list[str]:
+    """Refuse to start a new run in a folder holding another, unless --force; returns the other
+    run's files, which --force removes once every other check has passed (`remove_run_files`),
+    so that the two runs never mix.  --resume goes on to the library's checks."""
     if resume and force:
         raise ValueError("--resume and --force contradict each other. Fix: --resume to continue the run in --out, --force to replace it")
     present = [name for name in RUN_FILES if (out / name).exists()]
     if resume or not present:
-        return
+        return []
     if not force:
         raise ValueError(
             f"--out {out} holds another run ({', '.join(present)}). "
             "Fix: pass --resume to continue it, --force to replace it, or another --out folder."
         )
-    for name in present:
-        (out / name).unlink()
+    return present
+
+
+def remove_run_files(out: Path, names: list[str]) -> None:
+    for name in names:
+        (out / name).unlink(missing_ok=True)
 
 
 def check_same_data(out: Path, checksums: dict[str, str], data_dir: Path | None) -> None:
@@ -103,7 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    check_train_folder(args.out, args.resume, args.force)
+    replaced = check_train_folder(args.out, args.resume, args.force)
     # the preset's values, with every flag given on the command line on top
     network_config, train_config = preset_configs(
         args.preset,
@@ -141,6 +146,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.validation:
         train_data, validation_data = carve_validation(train_data, args.validation)
     print(f"network: {network_config.describe()}")
+    remove_run_files(args.out, replaced)  # --force, every check passed: the old run goes first
     if not args.resume:  # (a resumed run keeps the identity it has, if any: a run from before run.json has none)
         identity = run_identity(
             "train",

@@ -123,6 +123,9 @@ def test_a_new_train_over_a_finished_run_refuses_unless_forced(finished_run: Pat
     line = one_error_line(capsys)
     assert "holds another run (supervised_snn_baseline_state_dict.pt" in line and "--resume" in line and "--force" in line
     assert {path.name: path.read_bytes() for path in finished_run.iterdir()} == before
+    assert main([*other, "--force", "--epochs", "0"]) == 2  # --force removes nothing before the checks pass
+    assert {path.name: path.read_bytes() for path in finished_run.iterdir()} == before
+    capsys.readouterr()
     assert main([*other, "--force"]) == 0
     config = json.loads((finished_run / "experiment_config.json").read_text())
     assert config["training"]["seed"] == 2
