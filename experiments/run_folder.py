@@ -155,12 +155,50 @@ def writes_output_folder(handler: Handler) -> Handler:
     def locked(args: argparse.Namespace) -> int:
         out = Path(args.out)
         with hold_output_folder(out):
+            other_data = check_recorded_data(out, args)
             code = handler(args)
-            if code == 0 and not (out / RUN_FILE).exists():
+            if code == 0 and (other_data or not (out / RUN_FILE).exists()):
                 record_run(out, args)
             return code
 
     return locked
+
+
+def _data_files(args: argparse.Namespace) -> dict[str, Path]:
+    """The MNIST files this command reads, where they can be named without reading or downloading
+    anything; {} where not (no data flag, a missing file, an empty cache)."""
+    from training.data import MnistDataError, mnist_files
+
+    if not hasattr(args, "data_dir"):
+        return {}
+    try:
+        files = mnist_files(args.data_dir)
+    except MnistDataError:
+        return {}
+    return files if all(path.is_file() for path in files.values()) else {}
+
+
+def check_recorded_data(out: Path, args: argparse.Namespace) -> bool:
+    """A run recorded in `out/run.json` was made from other MNIST files than this command would
+    read: refused (ValueError), unless the command's --force rebuilds everything, then True."""
+    try:
+        recorded = json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("data") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    files = _data_files(args)
+    if not recorded or not files:
+        return False
+    changed = sorted(name for name, path in files.items() if name in recorded and recorded[name] != file_checksum(path))
+    if not changed:
+        return False
+    if getattr(args, "force", False):
+        return True
+    where = f"--data-dir {args.data_dir}" if args.data_dir is not None else "the MNIST data this command reads"
+    rebuild = ", --force to rebuild it from this data" if hasattr(args, "force") else ""
+    raise ValueError(
+        f"--out {out} holds a run made from other MNIST files than {where} ({', '.join(changed)} differ by SHA-256), "
+        f"so its results would mix the two. Fix: pass the run's --data-dir{rebuild}, or another --out folder."
+    )
 
 
 def command_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -173,12 +211,6 @@ def record_run(out: Path, args: argparse.Namespace) -> None:
     """Write `out/run.json`, the run's identity: the command, its flags, the checksums of the MNIST
     files it read and the code version."""
     from training.checkpoint import atomic_write_json
-    from training.data import MnistDataError, mnist_files
 
-    files: dict[str, Path] = {}
-    if hasattr(args, "data_dir"):
-        try:
-            files = {name: path for name, path in mnist_files(args.data_dir).items() if path.is_file()}
-        except MnistDataError:
-            files = {}
+    files = _data_files(args)
     atomic_write_json(out / RUN_FILE, run_identity(str(getattr(args, "command", "")), command_settings(args), files))

@@ -210,3 +210,24 @@ def test_a_file_system_without_locks_runs_with_a_warning(tmp_path: Path, monkeyp
         (folder / "x.txt").write_text("x")
     assert "warning: cannot lock --out" in capsys.readouterr().err
     assert (tmp_path / "out" / "x.txt").is_file()
+
+
+@pytest.mark.parametrize("command", [["stdp", "--quick"], ["reproduce", "--quick", "--no-progress"], ["explain", "--quick"]],
+                         ids=lambda command: command[0])
+def test_a_command_refuses_a_folder_whose_run_used_other_data(command: list[str], tmp_path: Path, mnist_dir: Path, capsys) -> None:
+    """The run.json of a finished run names its data; the next command into that folder with other
+    data stops before any work (reproduce would have reused stages trained on the old data)."""
+    import argparse
+
+    from experiments.run_folder import check_recorded_data
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"command": command[0], "data": {"train-images-idx3-ubyte": "0" * 64}}))
+    assert main([command[0], "--out", str(out), "--data-dir", str(mnist_dir), *command[1:]]) == 2
+    line = one_error_line(capsys)
+    assert f"--out {out} holds a run made from other MNIST files than --data-dir {mnist_dir} (train-images-idx3-ubyte" in line
+    assert ("--force to rebuild it" in line) == (command[0] == "reproduce")
+    assert sorted(path.name for path in out.iterdir()) == ["run.json"]
+    forced = argparse.Namespace(data_dir=mnist_dir, force=True)
+    assert check_recorded_data(out, forced) is True  # reproduce --force rebuilds, and records the new data
