@@ -74,6 +74,8 @@ def check_train_folder(out: Path, resume: bool, force: bool) -> list[str]:
     present = [name for name in RUN_FILES if (out / name).exists()]
     if resume or not present:
         return []
+    if set(present) <= {RUN_FILE, CONFIG_JSON}:
+        return present  # a run stopped before its first epoch ended: nothing of it to lose
     if not force:
         raise ValueError(
             f"--out {out} holds another run ({', '.join(present)}). "

@@ -231,3 +231,13 @@ def test_a_command_refuses_a_folder_whose_run_used_other_data(command: list[str]
     assert sorted(path.name for path in out.iterdir()) == ["run.json"]
     forced = argparse.Namespace(data_dir=mnist_dir, force=True)
     assert check_recorded_data(out, forced) is True  # reproduce --force rebuilds, and records the new data
+
+
+def test_a_run_stopped_before_its_first_epoch_is_replaced_without_force(tmp_path: Path, mnist_dir: Path, capsys) -> None:
+    """Nothing of it to lose (no checkpoint, no curves), and --resume has nothing to resume."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("{}\n")
+    (out / "experiment_config.json").write_text("{}\n")
+    assert main(["train", "--out", str(out), "--data-dir", str(mnist_dir), "--epochs", "1", *TINY]) == 0
+    assert json.loads((out / "run.json").read_text())["command"] == "train"
