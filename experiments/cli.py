@@ -19,6 +19,11 @@ and exit code 2, never a traceback: handlers raise `SnnMnistError` or
 `ValueError` for it, and `main` turns file-system errors (OSError) and failed
 allocations (sizes too large for the machine) into such a line too.  `--out` and `--json` are checked before a command starts, so a run
 does not fail at its very end for want of a place to write.
+
+A command that writes `--out` holds that folder's lock while it runs and records its
+identity there in run.json (`experiments.run_folder`); `train` and `stdp` check that their
+sizes fit in memory before allocating (`check_fits_in_memory`), and `--address` reaches a
+Ray cluster within `--connect-timeout` (`experiments.cluster`).
 """
 
 from __future__ import annotations
