@@ -19,6 +19,11 @@ and exit code 2, never a traceback: handlers raise `SnnMnistError` or
 `ValueError` for it, and `main` turns file-system errors (OSError) and failed
 allocations (sizes too large for the machine) into such a line too.  `--out` and `--json` are checked before a command starts, so a run
 does not fail at its very end for want of a place to write.
+
+A command that writes `--out` holds that folder's lock while it runs and records its
+identity there in run.json (`experiments.run_folder`); `train` and `stdp` check that their
+sizes fit in memory before allocating (`check_fits_in_memory`), and `--address` reaches a
+Ray cluster within `--connect-timeout` (`experiments.cluster`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 from experiments import __version__
 from training.errors import SnnMnistError
 from training.progress import is_terminal
+from training.runtime import available_memory_bytes, format_bytes
 
 # Modules that provide subcommands, in the order `--help` lists them.
 COMMAND_MODULES: list[str] = [
@@ -45,6 +51,13 @@ COMMAND_MODULES: list[str] = [
     "experiments.stdp_cmd",
     "experiments.sweep",
 ]
+
+
+def output_folder(text: str) -> Path:
+    """--out's type: a folder path; an empty one (which would mean the current folder) is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty folder name would write into the current folder. Fix: name a folder, e.g. --out results (or --out . for the current one)")
+    return Path(text)
 
 
 def add_common_options(
@@ -79,7 +92,7 @@ def add_common_options(
             ),
         )
     if out is not None:
-        parser.add_argument("--out", type=Path, default=Path(out), help=f"output folder (default: {out})")
+        parser.add_argument("--out", type=output_folder, default=Path(out), help=f"output folder (default: {out})")
     if seed:
         parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     if threads:
@@ -145,6 +158,18 @@ def check_output_paths(args: argparse.Namespace) -> None:
         check_output_file(args.json, "--json")
 
 
+def check_fits_in_memory(command: str, needed: int, sizes: str, available: int | None = None) -> None:
+    """Refuse, before anything is allocated, sizes whose estimated memory (`needed` bytes) exceeds
+    what this machine has available (ValueError); `sizes` names the flags that set it."""
+    available = available_memory_bytes() if available is None else available
+    if available is None or needed <= available:
+        return
+    raise ValueError(
+        f"{command} would need about {format_bytes(needed)} of memory with these sizes ({sizes}), more than the "
+        f"{format_bytes(available)} available here. Fix: lower them, or run on a machine with more memory."
+    )
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether `error` says an allocation failed (numpy's MemoryError, torch's CPU or CUDA allocator)."""
     if isinstance(error, MemoryError):
@@ -171,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
     return parser

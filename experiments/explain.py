@@ -69,6 +69,7 @@ from experiments.docs_numbers import (
     sd_interval,
     write_numbers,
 )
+from experiments.run_folder import writes_output_folder
 from experiments.trials import KERNEL_PATHS, Log, Trial, TrialResult, initial_model, run_trials
 from lif_core import (
     ArcTan,
@@ -826,6 +827,24 @@ def render_kernel_path_table(page: Path, numbers: Mapping[str, Any]) -> bool:
     return True
 
 
+def read_check_against(path: Path) -> dict[str, Any]:
+    """The numbers.json that --check-against names, read before any work (SnnMnistError naming it)."""
+    fix = "Fix: point --check-against at a numbers.json written by explain (e.g. docs/numbers.json)"
+    try:
+        numbers = read_numbers(path)
+    except UnicodeDecodeError:
+        raise SnnMnistError(f"--check-against {path}: not a text file, so not a numbers.json. {fix}") from None
+    except ValueError as error:
+        raise SnnMnistError(f"--check-against {path}: not valid JSON ({error}). {fix}") from None
+    if not isinstance(numbers, dict):
+        raise SnnMnistError(f"--check-against {path}: holds a JSON {type(numbers).__name__}, not the object of a numbers.json. {fix}")
+    missing = [key for key in ("meta", "kinds", "values", "formatted") if not isinstance(numbers.get(key), dict)]
+    if missing:
+        raise SnnMnistError(f"--check-against {path}: a JSON object without the {', '.join(missing)} of a numbers.json. {fix}")
+    return numbers
+
+
+@writes_output_folder
 def run_explain(args: argparse.Namespace) -> int:
     from experiments.train_cmd import prepare_runtime
 
@@ -837,6 +856,7 @@ def run_explain(args: argparse.Namespace) -> int:
         raise SnnMnistError(
             f"--check-against {args.check_against}: no such file; point it at a numbers.json (e.g. docs/numbers.json)"
         )
+    committed = read_check_against(args.check_against) if args.check_against is not None else None
     prepare_runtime(args)
     jobs = args.jobs if args.jobs is not None else max(1, available_threads() // args.threads)
     if jobs < 1:
@@ -855,7 +875,7 @@ def run_explain(args: argparse.Namespace) -> int:
         print(f"docs in {args.docs}: numbers.json and figures written; Markdown files changed: {names}")
     if args.check_against is not None:
         return check_against(
-            read_numbers(args.check_against), read_numbers(args.out / NUMBERS_FILE), args.check_against, args.out
+            committed, read_numbers(args.out / NUMBERS_FILE), args.check_against, args.out
         )
     return 0
 

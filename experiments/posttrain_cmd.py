@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from experiments.cli import add_common_options
+from experiments.cluster import add_connect_timeout_option, check_cluster_address
 from experiments.dose_response import DEFAULT_ETAS, DEFAULT_SEEDS, DOSE_JSON, DOSE_MARKDOWN, DoseResponseConfig, run_dose_response
+from experiments.run_folder import writes_output_folder
 from experiments.seeds import parse_seeds
 from experiments.train_cmd import add_subset_options, load_splits, prepare_runtime
 from lif_core.backend import Backend
@@ -55,6 +58,18 @@ def parse_floats(text: str) -> tuple[float, ...]:
         return tuple(float(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def check_etas(etas: Sequence[float], flag: str = "--etas") -> None:
+    """Every learning rate of a list flag is finite and non-negative (ValueError naming `flag`),
+    checked before any run starts."""
+    bad = [eta for eta in etas if not (math.isfinite(eta) and eta >= 0)]
+    if bad:
+        listed = ",".join(f"{eta:g}" for eta in etas)
+        raise ValueError(
+            f"{flag} {listed}: {', '.join(f'{eta:g}' for eta in bad)} is not a non-negative finite learning rate. "
+            f"Fix: give numbers such as {flag} 1e-5,1e-4"
+        )
 
 
 def parse_rules(text: str) -> tuple[str, ...]:
@@ -169,6 +184,7 @@ def _post_train_config(args: argparse.Namespace, rule: str, eta: float) -> PostT
     )
 
 
+@writes_output_folder
 def run_post_train(args: argparse.Namespace) -> int:
     config = _post_train_config(args, args.rule, args.eta)
     prepare_runtime(args)
@@ -212,6 +228,8 @@ def run_dose_response_study(args: argparse.Namespace) -> int:
             f"--jobs {jobs} x --threads {threads} asks for more than the {available_threads()} cores here. "
             "Fix: lower --jobs or --threads"
         )
+    if args.address is not None and args.address != "local":
+        check_cluster_address(args.address, args.connect_timeout)
     args.threads = threads * jobs  # the baselines train on all of them
     prepare_runtime(args)
     train_split, test_split = load_splits(args)
@@ -224,6 +242,7 @@ def run_dose_response_study(args: argparse.Namespace) -> int:
     return 0
 
 
+@writes_output_folder
 def run_plasticity_study(args: argparse.Namespace) -> int:
     if args.dose_response:
         return run_dose_response_study(args)
@@ -235,6 +254,7 @@ def run_plasticity_study(args: argparse.Namespace) -> int:
         args.etas = STUDY_ETAS
     if not args.etas:
         raise ValueError("--etas lists no learning rate. Fix: give one or more, comma-separated, e.g. --etas 1e-5,1e-4")
+    check_etas(args.etas)
     base = _post_train_config(args, "covariance", args.etas[0])
     for rule in args.rules:
         for eta in args.etas:
@@ -323,6 +343,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="--dose-response: run the post-training runs on a Ray cluster (--out on storage every node mounts), "
         "or 'local' for an embedded Ray here; default: local worker processes",
     )
+    add_connect_timeout_option(parser)
     parser.add_argument(
         "--shift", default=None, metavar="KIND:AMOUNT",
         help="--dose-response under an input shift, contrast:C (x -> C x) or noise:S (x + S z, clipped): post-train "

@@ -46,15 +46,18 @@ import torch
 
 from experiments import figures
 from experiments.cli import add_common_options
+from experiments.cluster import add_connect_timeout_option, check_cluster_address
 from experiments.posttrain_cmd import (
     ACCURACY_JSON,
     POST_TRAINED_FILE,
     STUDY_JSON,
     STUDY_MARKDOWN,
     STUDY_RULES,
+    check_etas,
     study_markdown,
     study_row,
 )
+from experiments.run_folder import writes_output_folder
 from experiments.seeds import seed_folder, study_baseline
 from experiments.train_cmd import load_splits, prepare_runtime
 from experiments.reproduce_report import (
@@ -101,6 +104,7 @@ class ReproduceConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.post_epochs < 1:
             raise ValueError("--epochs and --post-epochs must be positive integers")
+        check_etas(self.etas)
         if 1e-5 not in self.etas or 1e-4 not in self.etas:
             raise ValueError("--etas must include the study's 1e-5 (gentle) and 1e-4 (strong)")
         if "covariance" not in self.rules:
@@ -437,6 +441,7 @@ def default_jobs(threads: int) -> int:
     return max(1, available_threads() // threads)
 
 
+@writes_output_folder
 def run(args: argparse.Namespace) -> int:
     threads = configure_threads(args.threads if args.threads is not None else 1)  # validates it
     jobs = args.jobs if args.jobs is not None else default_jobs(threads)
@@ -456,6 +461,8 @@ def run(args: argparse.Namespace) -> int:
     base = ReproduceConfig.quick(**overrides) if args.quick else ReproduceConfig(**overrides)
     count = args.seeds if args.seeds is not None else len(base.seeds)
     config = replace(base, seeds=tuple(range(args.seed, args.seed + count)))
+    if args.address is not None and args.address != "local":
+        check_cluster_address(args.address, args.connect_timeout)
     args.threads = threads
     prepare_runtime(args)
     args.train_subset, args.test_subset = config.train_subset, config.test_subset
@@ -494,6 +501,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the tasks on a Ray cluster (pip install -e \".[sweep]\"; --out on storage every node mounts), "
         "or 'local' for an embedded Ray here; default: local worker processes",
     )
+    add_connect_timeout_option(parser)
     parser.add_argument("--surrogate", choices=("fast_sigmoid", "atan"), default="fast_sigmoid", help="surrogate gradient (default: fast_sigmoid)")
     parser.add_argument("--etas", type=parse_floats, default=None, help="post-training learning rates (default: 1e-5,1e-4)")
     parser.add_argument(

@@ -44,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from experiments.cli import add_common_options
+from experiments.cli import add_common_options, check_fits_in_memory
+from experiments.run_folder import writes_output_folder
 from experiments.stdp_figure import save_receptive_fields
 from plasticity.stdp import (
     STREAM_ASSIGN,
@@ -65,6 +66,7 @@ from plasticity.stdp_readout import (
     labels_from_rates,
     rates_from_sums,
 )
+from training.checkpoint import default_file_mode
 from training.data import NUM_CLASSES, carve_validation, load_mnist
 from training.errors import SnnMnistError
 from training.progress import ProgressBar, progress_bar
@@ -234,6 +236,14 @@ def _readout_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def estimate_stdp_bytes(neurons: int) -> int:
+    """A generous estimate of an STDP run's peak memory from its size alone: MNIST as float64
+    (training and test images), and per neuron its 784 float64 input weights a few times over
+    (the weights, their traces and updates, a checkpoint's copy) plus its labelling sums."""
+    images = 8 * 70_000 * 784
+    return (400 << 20) + images + neurons * (4 * 8 * 784 + 8 * 64)
+
+
 def _config(args: argparse.Namespace) -> StdpConfig:
     _positive("--neurons", args.neurons)
     scaled_theta_plus, scaled_tau_theta = size_scaled_homeostasis(args.neurons)
@@ -262,6 +272,7 @@ def _write_atomic(path: Path, write: Callable[[Any], None], binary: bool = False
     try:
         with os.fdopen(handle, "wb" if binary else "w") as stream:
             write(stream)
+        os.chmod(temporary, default_file_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -449,6 +460,7 @@ def evaluate_saved(args: argparse.Namespace) -> int:
     return 0
 
 
+@writes_output_folder
 def run(args: argparse.Namespace) -> int:
     if args.evaluate_only:
         if args.resume:
@@ -457,6 +469,7 @@ def run(args: argparse.Namespace) -> int:
     command_started = time.perf_counter()
     config = _config(args)
     settings = _settings(args)
+    check_fits_in_memory("stdp", estimate_stdp_bytes(config.n_neurons), f"--neurons {config.n_neurons}")
     threads = configure_threads(args.threads)
     seed_everything(settings["seed"])  # the run itself draws only from explicit generators
 

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 
 from experiments.cli import add_common_options
+from experiments.cluster import add_connect_timeout_option, check_cluster_address
+from experiments.run_folder import writes_output_folder
 from experiments.seeds import parse_seeds
 from experiments.sweep_report import rows_from_results, write_results
 from experiments.sweep_space import (
@@ -185,6 +187,7 @@ def start_ray(address: str | None, cpus: int | None = None) -> Any:
     if ray.is_initialized():
         return None
     if address:
+        check_cluster_address(address)  # ray.init has no time limit of its own
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
@@ -364,8 +367,11 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     return SweepSpec(space=space, **values)
 
 
+@writes_output_folder
 def run_sweep_command(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
+    if args.address:
+        check_cluster_address(args.address, args.connect_timeout)
     set_ray_environment(embedded=not args.address)
     import_ray()  # a clear error before the data is read
     log = print
@@ -409,5 +415,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-failures", type=int, default=None, help="restarts of a trial whose worker dies (default: 2)")
     parser.add_argument("--search-seed", type=int, default=None, help="seed of random / optuna search (default: 0)")
     parser.add_argument("--address", default=None, help="HOST:PORT or auto: run on an existing Ray cluster instead of an embedded one")
+    add_connect_timeout_option(parser)
     parser.add_argument("--storage", default=None, help="where Ray keeps trial checkpoints (default: OUT/ray; shared storage on a cluster)")
     parser.set_defaults(handler=run_sweep_command)

@@ -3,21 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
-from experiments.cli import add_common_options
+from experiments.cli import add_common_options, check_fits_in_memory
 from experiments.network_options import add_network_options, network_settings, refuse_checkpoint_flags
+from experiments.run_folder import RUN_FILE, file_checksum, hold_output_folder, run_identity
 from training.checkpoint import CheckpointError, atomic_write_json, read_checkpoint
-from training.data import INPUT_SIZE, NUM_CLASSES, MnistSplit, carve_validation, load_mnist
+from training.data import INPUT_SIZE, NUM_CLASSES, MnistSplit, carve_validation, load_mnist, mnist_files
 from training.network import FeedForwardSNN
 from training.presets import PRESETS, network_with, preset_configs
 from training.runtime import configure_threads, keep_freed_memory, resolve_device, seed_everything
 from training.snntorch_checkpoint import network_from_state_dict, state_dict_layers
-from training.train import EVAL_BATCH, LR_SCHEDULES, TrainConfig, evaluate, input_generator, train
+from training.train import (
+    CONFIG_JSON,
+    CURVES_CSV,
+    CURVES_JSON,
+    EVAL_BATCH,
+    LR_SCHEDULES,
+    MODEL_FILE,
+    STATE_FILE,
+    TrainConfig,
+    estimate_training_bytes,
+    evaluate,
+    input_generator,
+    train,
+)
+
+RUN_FILES = (MODEL_FILE, STATE_FILE, CURVES_CSV, CURVES_JSON, CONFIG_JSON, RUN_FILE)
 
 
 def add_subset_options(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +65,52 @@ def prepare_runtime(args: argparse.Namespace) -> torch.device:
     return resolve_device(getattr(args, "device", "cpu"))
 
 
+def check_train_folder(out: Path, resume: bool, force: bool) -> list[str]:
+    """Refuse to start a new run in a folder holding another, unless --force; returns the other
+    run's files, which --force removes once every other check has passed (`remove_run_files`),
+    so that the two runs never mix.  --resume goes on to the library's checks."""
+    if resume and force:
+        raise ValueError("--resume and --force contradict each other. Fix: --resume to continue the run in --out, --force to replace it")
+    present = [name for name in RUN_FILES if (out / name).exists()]
+    if resume or not present:
+        return []
+    if set(present) <= {RUN_FILE, CONFIG_JSON}:
+        return present  # a run stopped before its first epoch ended: nothing of it to lose
+    if not force:
+        raise ValueError(
+            f"--out {out} holds another run ({', '.join(present)}). "
+            "Fix: pass --resume to continue it, --force to replace it, or another --out folder."
+        )
+    return present
+
+
+def remove_run_files(out: Path, names: list[str]) -> None:
+    for name in names:
+        (out / name).unlink(missing_ok=True)
+
+
+def check_same_data(out: Path, checksums: dict[str, str], data_dir: Path | None) -> None:
+    """--resume: the data files must be those the run was trained on (as its run.json says)."""
+    try:
+        saved = json.loads((out / RUN_FILE).read_text(encoding="utf-8")).get("data", {})
+    except (OSError, ValueError, AttributeError):
+        return  # a run from before run.json: nothing to compare against
+    changed = sorted(name for name in saved.keys() | checksums.keys() if saved.get(name) != checksums.get(name))
+    if changed:
+        where = f"--data-dir {data_dir}" if data_dir is not None else "the MNIST data this run reads"
+        raise ValueError(
+            f"--resume: {where} holds other files than the run in {out} was trained on "
+            f"({', '.join(changed)} differ by SHA-256). Fix: pass the run's --data-dir, or start a new --out folder."
+        )
+
+
 def run_train(args: argparse.Namespace) -> int:
+    with hold_output_folder(args.out):
+        return _run_train(args)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    replaced = check_train_folder(args.out, args.resume, args.force)
     # the preset's values, with every flag given on the command line on top
     network_config, train_config = preset_configs(
         args.preset,
@@ -67,13 +129,33 @@ def run_train(args: argparse.Namespace) -> int:
             "fused": False if args.exact else None,
         },
     )
+    sizes = ", ".join(
+        f"{name} {value}" for name, value in (
+            ("--hidden/--layers", "-".join(map(str, network_config.layer_sizes))),
+            ("--steps", network_config.num_steps),
+            ("--batch-size", train_config.batch_size),
+        )
+    )
+    check_fits_in_memory("train", estimate_training_bytes(network_config, train_config), sizes)
     device = prepare_runtime(args)
     train_data, test_data = load_splits(args)
     assert train_data is not None
+    files = mnist_files(args.data_dir)
+    checksums = {name: file_checksum(path) for name, path in files.items()}
+    if args.resume:
+        check_same_data(args.out, checksums, args.data_dir)
     validation_data = None
     if args.validation:
         train_data, validation_data = carve_validation(train_data, args.validation)
     print(f"network: {network_config.describe()}")
+    remove_run_files(args.out, replaced)  # --force, every check passed: the old run goes first
+    if not args.resume:  # (a resumed run keeps the identity it has, if any: a run from before run.json has none)
+        identity = run_identity(
+            "train",
+            {"network": network_config.to_json(), "training": train_config.to_json(), "preset": args.preset},
+            files,
+        )
+        atomic_write_json(args.out / RUN_FILE, identity)
     started = time.perf_counter()
     _, history = train(
         train_data,
@@ -90,6 +172,7 @@ def run_train(args: argparse.Namespace) -> int:
             "train_examples": len(train_data),
             "validation_examples": len(validation_data) if validation_data is not None else 0,
             "test_examples": len(test_data),
+            "data_sha256": checksums,
         },
         progress=not args.no_progress,
         validation_split=validation_data,
@@ -222,6 +305,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the same sums in another order, faster)",
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="replace the training run already in --out (its files are removed first); without it, train refuses such a folder",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_subset_options(parser)
     parser.set_defaults(handler=run_train)

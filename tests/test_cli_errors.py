@@ -135,7 +135,7 @@ CASES: list[tuple[str, str]] = [
     ("post-train {empty}", "is empty (0 bytes)"),
     ("post-train {good} --out {file}", "is a file, not a folder"),
     ("plasticity-study {good} --etas ,", "--etas lists no learning rate"),
-    ("plasticity-study {good} --etas 1e-5,nan", "--eta must be a non-negative finite learning rate"),
+    ("plasticity-study {good} --etas 1e-5,nan", "--etas 1e-05,nan: nan is not a non-negative finite learning rate"),
     ("plasticity-study {three_layers}", "post-training needs a 784-H-10 network"),
     ("post-train {three_layers}", "post-training needs a 784-H-10 network"),
     ("plasticity-study --etas 1e-5", "plasticity-study needs a trained checkpoint"),
@@ -154,7 +154,7 @@ CASES: list[tuple[str, str]] = [
     ("reproduce --quick --jobs 0", "--jobs must be a positive integer"),
     ("reproduce --quick --jobs 64", "asks for more than the"),
     ("reproduce --threads 0", "--threads must be an integer from 1"),
-    ("reproduce --quick --etas 1e-5,1e-4,nan", "--eta must be a non-negative finite learning rate"),
+    ("reproduce --quick --etas 1e-5,1e-4,nan", "--etas 1e-05,0.0001,nan: nan is not a non-negative finite learning rate"),
     ("reproduce --quick --out {file}", "is a file, not a folder"),
     ("explain --threads 0", "--threads must be an integer from 1"),
     ("explain --quick --out {file}", "is a file, not a folder"),
@@ -256,3 +256,38 @@ def test_no_help_text_shows_a_doubled_percent_sign() -> None:
     assert "%%" not in parser.format_help()
     for name, subparser in subparsers.choices.items():
         assert "%%" not in subparser.format_help(), name
+
+
+# Issue 31, finding 10: checks before work, naming the flag the user typed.  Each of these
+# used to train (every seed, or 16 s of explain) before failing, or to name another flag.
+CHECKS_BEFORE_WORK: list[tuple[str, str]] = [
+    ("reproduce --quick --etas 1e-5,1e-4,nan", "--etas 1e-05,0.0001,nan: nan is not a non-negative finite learning rate"),
+    ("reproduce --quick --etas 1e-5,1e-4,-1", "-1 is not a non-negative finite learning rate"),
+    ("plasticity-study {good} --etas 1e-5,inf", "--etas 1e-05,inf: inf is not"),
+    ("explain --quick --check-against {good}", "--check-against {good}: not a text file"),
+    ("explain --quick --check-against {text}", "--check-against {text}: not valid JSON"),
+    ("explain --quick --check-against {list_json}", "holds a JSON list"),
+]
+
+
+@pytest.mark.parametrize("template, expected", CHECKS_BEFORE_WORK, ids=[template for template, _ in CHECKS_BEFORE_WORK])
+def test_flags_and_files_are_checked_before_any_work(
+    template: str, expected: str, inputs: dict[str, str], mnist_dir: Path, capsys, monkeypatch, tmp_path: Path
+) -> None:
+    import experiments.train_cmd
+
+    def no_data(*args: object, **kwargs: object) -> None:
+        raise AssertionError("MNIST was read before the flags were checked")
+
+    (tmp_path / "list.json").write_text("[1, 2]\n")
+    names = {**inputs, "list_json": str(tmp_path / "list.json")}
+    for module in ("experiments.train_cmd", "experiments.explain", "experiments.posttrain_cmd", "experiments.reproduce"):
+        monkeypatch.setattr(f"{module}.load_mnist", no_data, raising=False)
+        monkeypatch.setattr(f"{module}.load_splits", no_data, raising=False)
+    assert experiments.train_cmd.load_splits is no_data
+    code = main(command_line(template, names, mnist_dir))
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2 and "Traceback" not in captured.err, captured.err
+    assert len(lines) == 1 and lines[0].startswith("snn-mnist: error: "), captured.err
+    assert expected.format(**names) in lines[0] and "Fix:" in lines[0]

@@ -837,3 +837,44 @@ def partial_download(cache: Path, name: str, timeout_s: float = 60.0) -> Path:
             return found[0]
         time.sleep(0.05)
     raise AssertionError(f"no partly downloaded {name} appeared beside {cache}")
+
+
+# --------------------------------------------------------------------------- issue 31, finding 8
+
+
+def test_test_files_copied_over_the_training_files_are_refused(mnist_dir: Path, tmp_path: Path) -> None:
+    """Wrong but consistent data was accepted: training on the test set, silently."""
+    folder = tmp_path / "copied"
+    folder.mkdir()
+    for stem in (TEST_IMAGES, TEST_LABELS):
+        shutil.copy(mnist_dir / f"{stem}.gz", folder / f"{stem}.gz")
+    shutil.copy(mnist_dir / f"{TEST_IMAGES}.gz", folder / "train-images-idx3-ubyte.gz")
+    shutil.copy(mnist_dir / f"{TEST_LABELS}.gz", folder / "train-labels-idx1-ubyte.gz")
+    for split in ("train", "test"):
+        assert_clear_message(load_error(folder, split), "training and test images are the same", "train-images-idx3-ubyte.gz")
+
+
+def test_an_uncompressed_file_and_a_different_gz_twin_are_refused(tmp_path: Path) -> None:
+    """Side by side, the uncompressed file was used silently though its .gz held other data."""
+    image_path, _ = write_test_split(tmp_path, compress=False)
+    write_file(tmp_path / TEST_IMAGES, idx_bytes(IMAGE_MAGIC, synthetic_images(seed=1)), compress=True)
+    assert_clear_message(load_error(tmp_path), "MNIST files disagree", str(image_path), f"{image_path}.gz")
+    write_file(tmp_path / TEST_IMAGES, idx_bytes(IMAGE_MAGIC, synthetic_images(seed=0)), compress=True)
+    assert len(load_mnist("test", tmp_path)) == 6  # twins that agree are fine
+
+
+def test_a_hand_edited_cache_file_is_checked_against_the_published_checksums(
+    cache: Path, offline_mirror: str, mnist_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cache file that is valid IDX but not MNIST's data (one label changed) is found by the
+    published checksums and downloaded again (here: offline, so one clean error)."""
+    cache.mkdir(parents=True)
+    for name in CACHE_FILES:
+        shutil.copy(mnist_dir / name, cache)
+    labels = bytearray(gzip.decompress((cache / f"{TEST_LABELS}.gz").read_bytes()))
+    labels[8] = (labels[8] + 1) % 10
+    (cache / f"{TEST_LABELS}.gz").write_bytes(gzip.compress(bytes(labels)))
+    assert_clear_message(load_error(None), str(cache), "downloading it failed")
+    announced = capsys.readouterr().err
+    assert "the MNIST cache is damaged (MNIST file differs from the published MNIST" in announced
+    assert f"{TEST_LABELS}.gz" in announced

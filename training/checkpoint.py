@@ -27,18 +27,58 @@ class CheckpointError(SnnMnistError):
     """A checkpoint file is missing, unreadable, or does not fit the model."""
 
 
+TEMPORARY_SUFFIX = ".tmp"  # temporary files are named .<final name>.<random>.tmp
+
+
+def default_file_mode() -> int:
+    """The mode a plainly created file gets: 0o666 less the process's umask.  (mkstemp makes its
+    files 0o600 whatever the umask; a shared results folder needs the group's bits.)  The umask
+    is read from /proc where it is, so as not to change process-wide state to learn it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call write(temp_path) on a temporary file beside `path`, then rename it onto `path`."""
+    """Call write(temp_path) on a temporary file beside `path`, then rename it onto `path`.
+    The file gets the umask's mode; a failed write (a full disk) names `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     os.close(handle)
     temp_path = Path(temp_name)
     try:
         write(temp_path)
+        os.chmod(temp_path, default_file_mode())
         os.replace(temp_path, path)
+    except OSError as error:
+        if error.filename is None or str(error.filename) == str(temp_path):
+            # the temporary name means nothing to the user: name the file being written
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     finally:
         temp_path.unlink(missing_ok=True)
+
+
+def remove_stale_temporary_files(folder: Path) -> list[Path]:
+    """Delete the temporary files (.<name>.<random>.tmp) that a killed writer left under `folder`;
+    only safe while no other process writes there (hold the folder's lock).  Returns them."""
+    removed = []
+    for leftover in Path(folder).rglob(f".*{TEMPORARY_SUFFIX}"):
+        if leftover.is_file() and not leftover.is_symlink():
+            try:
+                leftover.unlink()
+            except OSError:
+                continue
+            removed.append(leftover)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -80,6 +120,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and weights-only errors come in many types
         detail = (str(error).strip().splitlines() or [""])[0]
+        if "weights_only" in str(error):
+            # torch's advice, to load with weights_only=False, would run arbitrary code (and not help)
+            detail = "not a file torch.load reads as plain tensors"
         raise CheckpointError(
             f"cannot read checkpoint {path}: {error.__class__.__name__}{': ' + detail if detail else ''}. "
             "It must be a state_dict saved with torch.save (not a whole pickled model, "

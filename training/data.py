@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import io
 import math
 import os
@@ -70,6 +71,14 @@ FILE_STEMS: dict[str, tuple[str, str]] = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 SPLIT_SIZES: dict[str, int] = {"train": 60000, "test": 10000}  # canonical MNIST
+# SHA-256 of each published MNIST file's data (the uint8 bytes after its IDX header), the same
+# whether the file is gzip-compressed or not, or recompressed: what the cache must hold.
+MNIST_DATA_SHA256: dict[str, str] = {
+    "train-images-idx3-ubyte": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+    "train-labels-idx1-ubyte": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
+    "t10k-images-idx3-ubyte": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "t10k-labels-idx1-ubyte": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+}
 CACHE_FILES: tuple[str, ...] = tuple(f"{stem}.gz" for stems in FILE_STEMS.values() for stem in stems)
 DOWNLOAD_TIMEOUT_S = 30.0  # per socket wait; urllib's default is to wait forever
 STALE_DOWNLOAD_S = 24 * 3600  # a temporary download folder this old was abandoned
@@ -342,12 +351,13 @@ def _check_download(raw: Path, cache: Path) -> None:
     """The downloaded .gz files pass every check of `_read_arrays` and have MNIST's sizes."""
     try:
         for split, (image_stem, label_stem) in FILE_STEMS.items():
-            images, _ = _read_arrays(raw / f"{image_stem}.gz", raw / f"{label_stem}.gz")
+            images, labels = _read_arrays(raw / f"{image_stem}.gz", raw / f"{label_stem}.gz")
             if len(images) != SPLIT_SIZES[split]:
                 raise MnistDataError(
                     f"MNIST split of the wrong size: {raw / f'{image_stem}.gz'} holds "
                     f"{len(images):,} examples, but MNIST's {split} split has {SPLIT_SIZES[split]:,}"
                 )
+            _check_published(split, images, labels, raw / f"{image_stem}.gz", raw / f"{label_stem}.gz")
     except MnistDataError as error:
         problem = _problem_of(error).replace(f"{raw}{os.sep}", "")  # the temporary folder is gone
         raise MnistDataError(
@@ -412,13 +422,19 @@ def _load_cached(split: Split, cache: Path) -> MnistSplit:
     """A split from the cache, filling it first if needed; a damaged cache is downloaded again once."""
     ensure_mnist_cache(cache)
     image_path, label_path = (cache / f"{stem}.gz" for stem in FILE_STEMS[split])
+
+    def read() -> MnistSplit:
+        images, labels = _read_arrays(image_path, label_path)
+        _check_published(split, images, labels, image_path, label_path)
+        return _to_split(images, labels)
+
     try:
-        return _to_split(*_read_arrays(image_path, label_path))
+        return read()
     except MnistDataError as error:  # a disk error or a hand edit: the files are ours to replace
         _fill_cache(
             cache, f"snn-mnist: the MNIST cache is damaged ({_problem_of(error)}); downloading it again"
         )
-    return _to_split(*_read_arrays(image_path, label_path))
+    return read()
 
 
 def _read_arrays(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -448,6 +464,59 @@ def _read_arrays(image_path: Path, label_path: Path) -> tuple[np.ndarray, np.nda
             f"outside 0..{NUM_CLASSES - 1}. Fix: replace the file, or {HOW_TO_FIX}."
         )
     return images, labels
+
+
+def _check_published(split: Split, images: np.ndarray, labels: np.ndarray, image_path: Path, label_path: Path) -> None:
+    """The arrays are the published MNIST's (MNIST_DATA_SHA256), else MnistDataError."""
+    for stem, array, path in zip(FILE_STEMS[split], (images, labels), (image_path, label_path)):
+        if hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest() != MNIST_DATA_SHA256[stem]:
+            raise MnistDataError(
+                f"MNIST file differs from the published MNIST: {path} (the SHA-256 of its data is not MNIST's). "
+                f"Fix: replace the file, or {HOW_TO_FIX}."
+            )
+
+
+def _header_shape(path: Path) -> tuple[int, ...] | None:
+    """The IDX sizes in a file's header, reading only the header (None if it has none)."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as handle:
+            head = handle.read(4)
+            if len(head) < 4:
+                return None
+            ndim = head[3]
+            sizes = handle.read(4 * ndim)
+    except (OSError, EOFError, zlib.error):
+        return None
+    if len(sizes) < 4 * ndim:
+        return None
+    return tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+
+
+def _check_user_folder(folder: Path, split: Split, images: np.ndarray, image_path: Path) -> None:
+    """Checks a user's folder can pass without the published checksums (it may hold another
+    data set in MNIST's format): a .gz and its uncompressed twin side by side hold the same
+    data, and the training and test images are not the same file's."""
+    for stem in FILE_STEMS["train"] + FILE_STEMS["test"]:
+        for base in (folder, folder / "MNIST" / "raw"):
+            plain, packed = base / stem, base / f"{stem}.gz"
+            if plain.is_file() and packed.is_file() and _read_bytes(plain) != _read_bytes(packed):
+                raise MnistDataError(
+                    f"MNIST files disagree: {plain} and {packed} hold different data, and only {plain} would be read. "
+                    f"Fix: delete the one that is wrong, or {HOW_TO_FIX}."
+                )
+    other_split: Split = "test" if split == "train" else "train"
+    try:
+        other_path = find_idx_file(folder, FILE_STEMS[other_split][0])
+    except MnistDataError:
+        return
+    if other_path.resolve() != image_path.resolve() and _header_shape(other_path) != images.shape:
+        return
+    if other_path.resolve() == image_path.resolve() or np.array_equal(read_idx(other_path, IMAGE_MAGIC), images):
+        train_path, test_path = (image_path, other_path) if split == "train" else (other_path, image_path)
+        raise MnistDataError(
+            f"MNIST training and test images are the same: {train_path} holds the images of {test_path} "
+            f"(one copied over the other?), so a test would measure the training set. Fix: replace them, or {HOW_TO_FIX}."
+        )
 
 
 def _to_split(images: np.ndarray, labels: np.ndarray) -> MnistSplit:
@@ -480,4 +549,17 @@ def load_mnist(
     if not folder.is_dir():
         problem = "is not a folder" if folder.exists() else "does not exist"
         raise MnistDataError(f"MNIST data folder {problem}: {folder}. Fix: {HOW_TO_FIX}.")
-    return _to_split(*_read_arrays(find_idx_file(folder, image_stem), find_idx_file(folder, label_stem)))
+    image_path = find_idx_file(folder, image_stem)
+    images, labels = _read_arrays(image_path, find_idx_file(folder, label_stem))
+    _check_user_folder(folder, split, images, image_path)
+    return _to_split(images, labels)
+
+
+def mnist_files(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """The four files `load_mnist` reads for this `data_dir` (same fallbacks), by stem.
+    For the per-user cache, call it after a load (the cache is complete by then)."""
+    folder = resolve_data_dir(data_dir)
+    if folder is None:
+        cache = mnist_cache_dir()
+        return {stem: cache / f"{stem}.gz" for stems in FILE_STEMS.values() for stem in stems}
+    return {stem: find_idx_file(folder, stem) for stems in FILE_STEMS.values() for stem in stems}

@@ -162,11 +162,22 @@ class NeuronConfig:
         surrogate = self.options.surrogate
         shape = "" if surrogate.name in ("heaviside", "disabled") else f"({surrogate.scale:g})"
         return (
-            f"beta {_describe_values(self.beta)}, threshold {_describe_values(self.threshold)}, "
+            f"beta {_describe_values(self.beta)}{_clamp_note(self.beta)}, threshold {_describe_values(self.threshold)}, "
             f"{self.options.reset_mechanism} reset, reset_delay {self.options.reset_delay}, "
             f"graded {self.graded_spikes_factor:g}, {surrogate.name}{shape}"
             + (f", learnt {'+'.join(learnt)}" if learnt else "")
         )
+
+
+def _clamp_note(beta: Values) -> str:
+    """What the neurons run where a stored beta lies outside [0, 1] (they clamp it), else ''."""
+    values = beta if isinstance(beta, tuple) else (beta,)
+    outside = [value for value in values if not 0.0 <= value <= 1.0]
+    if not outside:
+        return ""
+    if len(values) == 1:
+        return f" (runs as {min(max(values[0], 0.0), 1.0):g}: clamped to [0, 1])"
+    return f" ({len(outside)} outside [0, 1], run clamped to it)"
 
 
 def _describe_values(value: Values) -> str:

@@ -110,9 +110,16 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise ValueError(f"--device {name!r} is not a device torch knows: {error}") from None
+        detail = (str(error).strip().splitlines() or [""])[0]
+        raise ValueError(f"--device {name!r} is not a device torch knows ({detail}). Fix: use --device cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        # torch knows mps, xpu, meta, ...; the kernels and the trainer here run on the CPU and CUDA only
+        raise ValueError(
+            f"--device {name!r}: snn-mnist runs on the CPU or a CUDA GPU, not on {device.type}. "
+            "Fix: use --device cpu, cuda, cuda:N or auto"
+        )
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name!r} asked for CUDA, but torch sees no CUDA device; use --device cpu")
+        raise ValueError(f"--device {name!r} asked for CUDA, but torch sees no CUDA device. Fix: use --device cpu")
     return device
 
 
@@ -138,3 +145,39 @@ def keep_freed_memory() -> bool:
     trimmed = mallopt(_M_TRIM_THRESHOLD, 512 << 20)
     mapped = mallopt(_M_MMAP_THRESHOLD, 64 << 20)
     return bool(trimmed and mapped)
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process may still allocate: the smaller of the kernel's MemAvailable and what
+    its cgroup's limit leaves (v2 memory.max - memory.current, or v1's limit - usage); None
+    where neither is known (not Linux)."""
+    candidates: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("MemAvailable:"):
+                candidates.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    cgroup = Path("/sys/fs/cgroup")
+    for limit_file, usage_file in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(cgroup / limit_file), _read_int(cgroup / usage_file)
+        if limit is not None and usage is not None and limit < 1 << 60:  # v1 says "no limit" with a huge number
+            candidates.append(max(limit - usage, 0))
+    return min(candidates) if candidates else None
+
+
+def format_bytes(count: float) -> str:
+    """1.5 GiB, 300 MiB, ... (binary units)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if count < 1024 or unit == "PiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")

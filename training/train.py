@@ -140,6 +140,30 @@ class TrainConfig:
         return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * step / total))
 
 
+# What a training run holds besides its sizes: the interpreter, torch, Numba and their kernels.
+BASE_BYTES = 400 << 20
+# Float32 tensors of shape (B, N) that BPTT keeps per time step and layer for the backward pass
+# (input current, membrane, spikes, surrogate terms and their gradients), counted generously.
+SAVED_PER_STEP = 8
+
+
+def estimate_training_bytes(
+    network_config: NetworkConfig, train_config: TrainConfig, train_examples: int = 60_000, test_examples: int = 10_000
+) -> int:
+    """A generous estimate of a training run's peak memory, from its sizes alone (nothing is
+    allocated): the images as float32, the weights with their gradients and Adam's two moments,
+    and the (T, B, N) activations BPTT keeps, for a training and an evaluation batch."""
+    sizes = network_config.layer_sizes
+    neurons = sum(sizes[1:])
+    parameters = sum(inputs * outputs + outputs for inputs, outputs in zip(sizes[:-1], sizes[1:]))
+    steps = network_config.num_steps
+    rate_input = sizes[0] if network_config.input_coding == "rate" else 0
+    activations = 4 * steps * train_config.batch_size * (SAVED_PER_STEP * neurons + rate_input)
+    evaluation = 4 * steps * train_config.eval_batch_size * (2 * neurons + rate_input)
+    images = 4 * (train_examples + test_examples) * sizes[0]
+    return BASE_BYTES + images + 4 * 4 * parameters + activations + evaluation
+
+
 def epoch_order(num_examples: int, seed: int, epoch: int) -> Tensor:
     """The shuffled visiting order of epoch `epoch` (0-based), a function of (seed, epoch) only."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -318,6 +342,10 @@ def _legacy_settings(saved: dict[str, Any]) -> tuple[NetworkConfig, TrainConfig]
     return network, TrainConfig.from_json({**training, **compute})
 
 
+# Run settings that older versions did not record: the data files' checksums (issue 31).
+RECORDED_SINCE = ("data_sha256",)
+
+
 def _differences(saved: dict[str, Any], settings: dict[str, Any]) -> list[str]:
     """What differs between a saved run's settings and these, as 'what: saved X, now Y'.  The
     configs are read back as configs first (a setting added since the run was saved takes its
@@ -333,7 +361,13 @@ def _differences(saved: dict[str, Any], settings: dict[str, Any]) -> list[str]:
             return ["the saved settings are not those of a network of this version (saved by an older snn-mnist?)"]
     if settings["training"]["lr_schedule"] == "constant":
         training["epochs"] = settings["training"]["epochs"]
-    others = {key: saved.get(key) for key in settings if key not in ("network", "training")}
+    # a setting recorded only since a run was saved is not compared (the run predates it)
+    others = {
+        key: saved.get(key)
+        for key in settings
+        if key not in ("network", "training") and (key in saved or key not in RECORDED_SINCE)
+    }
+    settings = {key: value for key, value in settings.items() if key in others or key in ("network", "training")}
     return _json_differences({"network": network, "training": training, **others}, settings, "")
 
 
@@ -364,6 +398,12 @@ def _load_resume_state(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any
         raise CheckpointError(
             "--resume: the settings differ from the interrupted run's, so resuming would not "
             "give the same result: " + "; ".join(differences) + ". Fix: use the same flags, or start a new --out folder."
+        )
+    done, asked = len(state["history"].get("test_acc_history", [])), settings["training"]["epochs"]
+    if done > asked:
+        raise CheckpointError(
+            f"--resume: the run in {out_dir} has already completed {done} epochs, more than the {asked} asked for, "
+            f"so it cannot end after {asked}. Fix: pass --epochs {done} or more to continue it, or start a new --out folder."
         )
     return state
 
