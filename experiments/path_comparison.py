@@ -69,7 +69,6 @@ def collect(runs_dir: Path) -> dict[str, Any]:
             "compute_path": config.get("compute_path"),
             "epochs": len(history["test_acc_history"]),
             "test_accuracy": history["test_acc_history"][-1],
-            "train_seconds": history.get("train_seconds"),
         }
     for entry in networks.values():
         seeds = sorted({run["seed"] for run in entry["runs"].values()})
