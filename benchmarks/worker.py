@@ -1,7 +1,10 @@
 """One benchmark measurement in a fresh process: `python -m benchmarks.worker SPEC_JSON`.
 
 The harness (`benchmarks.harness`) starts one of these per variant and round,
-with the environment it was given and nothing added.  The worker sets the thread
+with the environment it was given and nothing added.  Every variant's process reads
+its network through this project's `training.presets` (which imports `lif_core` and so
+Numba's module); no Numba kernel runs in a peer's process, and its thread pool is
+started only by the first parallel kernel.  The worker sets the thread
 count the way a user does (`torch.set_num_threads`; for our kernels also
 `numba.set_num_threads`), builds the variant, warms it up, times it, and prints
 one JSON line with the timings (ms), the initial loss and the peak memory

@@ -195,6 +195,22 @@ def test_a_failing_compile_is_one_line_and_the_worker_goes_on(
     assert result == {"variant": "torch_loop_compiled", "error": "RuntimeError: inductor could not find a C++ compiler"}
 
 
+def test_a_compiled_worker_out_of_time_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.harness as harness
+
+    def out_of_time(command: list[str], **options: object) -> None:
+        raise subprocess.TimeoutExpired(command, options["timeout"])
+
+    monkeypatch.setattr(harness.subprocess, "run", out_of_time)
+    spec = {"workload": "mnist", "variant": "snntorch_compiled", "threads": 1, "network": {}, "batch": 128,
+            "data": "bench_data.npz", "warmup": 1, "steps": 3, "inference_passes": 1}
+    assert harness.run_worker(spec) == {
+        "variant": "snntorch_compiled", "error": f"not done after {harness.COMPILED_WORKER_TIMEOUT_S} s (compiling and timing)"
+    }
+    with pytest.raises(subprocess.TimeoutExpired):  # an eager variant that hangs is a fault, not a result
+        harness.run_worker({**spec, "variant": "snntorch"})
+
+
 def test_sizes_selects_the_four_networks_alone() -> None:
     from experiments.bench import _choices
 
