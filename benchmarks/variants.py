@@ -143,7 +143,8 @@ class PlainLoop(nn.Module):
         U_t     = clamp(beta, 0, 1) ((1 - reset_t) U_{t-1}) + I_t         zero reset
         S_t     = H(U_t - thr), with the surrogate's derivative going back
 
-    beta learnt or fixed, one value or one per neuron.  fc1 runs once over its whole input
+    beta learnt (a parameter, clamped at every step as snnTorch does) or fixed (one number,
+    clamped once), one value or one per neuron; one threshold per layer.  fc1 runs once over its whole input
     (the constant current, or all T steps of rate-coded spikes); forward returns every
     layer's spike counts and the output membranes (T, B, N_L) when the loss needs them."""
 
@@ -158,13 +159,16 @@ class PlainLoop(nn.Module):
             options = neuron.options
             if options.reset_mechanism not in ("subtract", "zero") or not options.reset_delay or neuron.graded_spikes_factor != 1:
                 raise ValueError("the plain loop writes out subtract/zero reset with reset_delay=True and graded spikes 1")
-            if options.surrogate.name not in PLAIN_SURROGATES or neuron.learn_threshold:
-                raise ValueError(f"the plain loop has no {options.surrogate.name} surrogate or learnt threshold")
+            if options.surrogate.name not in PLAIN_SURROGATES or neuron.learn_threshold or isinstance(neuron.threshold, tuple):
+                raise ValueError(f"the plain loop has no {options.surrogate.name} surrogate, learnt or per-neuron threshold")
             self.fcs[layer - 1].load_state_dict({name: state[f"fc{layer}.{name}"] for name in ("weight", "bias")})
-            beta = state[f"lif{layer}.beta"].clone()
-            self.betas.append(nn.Parameter(beta, requires_grad=neuron.learn_beta))
-            self.register_buffer(f"threshold{layer}", state[f"lif{layer}.threshold"].clone())
+            self.betas.append(nn.Parameter(state[f"lif{layer}.beta"].clone(), requires_grad=neuron.learn_beta))
             self.surrogates.append((PLAIN_SURROGATES[options.surrogate.name], options.surrogate.scale))
+        self.fixed_betas = [
+            None if neuron.learn_beta or isinstance(neuron.beta, tuple) else min(max(neuron.beta, 0.0), 1.0)
+            for neuron in config.neurons
+        ]
+        self.thresholds = [float(neuron.threshold) for neuron in config.neurons]
         self.zero_reset = [neuron.options.reset_mechanism == "zero" for neuron in config.neurons]
 
     def forward(self, inputs: Tensor) -> tuple[list[Tensor | None], Tensor | None]:
@@ -181,10 +185,10 @@ class PlainLoop(nn.Module):
             for layer in range(self.config.num_layers):
                 if layer > 0:
                     current = self.fcs[layer](spikes)
-                threshold = getattr(self, f"threshold{layer + 1}")
+                threshold, fixed_beta = self.thresholds[layer], self.fixed_betas[layer]
                 membrane = membranes[layer]
                 reset = (membrane - threshold > 0).to(membrane.dtype).detach()
-                beta = self.betas[layer].clamp(0, 1)
+                beta = fixed_beta if fixed_beta is not None else self.betas[layer].clamp(0, 1)
                 if self.zero_reset[layer]:
                     membrane = beta * ((1 - reset) * membrane) + current
                 else:
