@@ -17,10 +17,9 @@ Rules (a user comparing libraries sees the same):
     hoisted) run on the study's cases only;
   * ratios are given to snnTorch as its tutorials write it *and* to the fastest peer
     (the fastest variant that is not ours, the torch.compile'd ones included), per case;
-  * compile seconds are reported on their own and kept out of the step times: the
-    warm-up steps' wall time above warm-up x the steady median, plus the first
-    inference pass's above the steady pass (torch.compile's compilation for the
-    compiled variants; Numba's JIT or cache loading and first-use costs for the rest);
+  * the compiled variants' compile seconds are reported on their own and kept out of
+    the step times: the warm-up steps' wall time above warm-up x the steady median,
+    plus the first inference passes' above as many steady passes (`benchmarks.worker`);
     a compiled variant whose compilation fails is left out with its one-line error;
   * the snnTorch-semantics variants must give the same initial loss (checked).
 """
@@ -149,6 +148,9 @@ def _summary(values: list[float]) -> dict[str, Any]:
 def _aggregate(rounds: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
     entry: dict[str, Any] = {}
     for key in keys:
+        if rounds[0].get(key) is None:  # compile_s of an eager variant
+            entry[key] = None
+            continue
         summary = _summary([float(r[key]) for r in rounds])
         entry[key] = summary["median"]
         entry[f"{key}_spread"] = summary["spread"]
@@ -248,7 +250,7 @@ def run_benchmark(
                     continue
                 measured.setdefault((workload, case, name), []).append(result)
                 figure = result.get("train_step_ms", result.get("forward_backward_ms"))
-                compiling = f", compile {result['compile_s']:.1f} s" if "compile_s" in result else ""
+                compiling = f", compile {result['compile_s']:.1f} s" if result.get("compile_s") is not None else ""
                 log(f"{where}: {figure:.2f} ms{compiling}")
 
     results: dict[str, Any] = {
@@ -310,7 +312,7 @@ def _case_title(case: str, block: dict[str, Any]) -> str:
 def format_results(results: dict[str, Any]) -> str:
     lines = [f"threads {results['threads']}, {results['rounds']} rounds, each variant in its own process; "
              "median ms (range over rounds); ratios to snnTorch as written and to the fastest peer (compiled ones included); "
-             "compile s: the warm-up steps' and first inference pass's time above the steady figures"]
+             "compile s (compiled variants): the warm-up steps' and first inference passes' time above the steady figures"]
     for case, block in results["mnist"].items():
         lines.append("")
         lines.append(f"MNIST {_case_title(case, block)}, training step and inference "

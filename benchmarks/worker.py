@@ -11,7 +11,7 @@ one JSON line with the timings (ms), the initial loss and the peak memory
 (peak resident memory, and its growth over the resident memory just before the
 variant is built; the peak may have been reached while importing a library).
 
-compile_s (mnist): the warm-up steps' wall time above warm-up x the steady median
+compile_s (mnist, compiled variants; None for the others): the warm-up steps' wall time above warm-up x the steady median
 step, plus the first INFERENCE_WARMUP inference passes' above as many steady passes:
 what torch.compile's compilation costs a compiled variant (it compiles on its first
 calls and recompiles on its second, when snnTorch's state or the batch's offset has
@@ -92,7 +92,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             compute_path=runner.compute_path,
             train_step_ms=step,
             inference_ms_per_1000=infer_pass * 1000.0 / int(data["test_images"].shape[0]),
-            compile_s=(max(0.0, sum(warm) - len(warm) * step) + max(0.0, sum(first_infer) - len(first_infer) * infer_pass)) / 1000.0,
+            compile_s=(max(0.0, sum(warm) - len(warm) * step) + max(0.0, sum(first_infer) - len(first_infer) * infer_pass)) / 1000.0
+            if MNIST_VARIANTS[name].compiled
+            else None,  # an eager variant's warm-up excess is first-use costs and the machine's noise
         )
     else:
         baseline_mb = _current_rss_mb()
