@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.variants import LEARNING_RATE, _study_loss
+from benchmarks.variants import LEARNING_RATE
 from lif_core import fused_kernels
 from training.data import load_mnist
 from training.network import FeedForwardSNN, study_network_config
@@ -90,7 +90,7 @@ def profile(threads: int, warmup: int, steps: int, hidden: int) -> list[tuple[st
             marks = [time.perf_counter()]
             output = model(x)
             marks.append(time.perf_counter())
-            loss = _study_loss(output.output_counts, output.hidden_counts, y)
+            loss = model.loss(output, y).total
             marks.append(time.perf_counter())
             optimizer.zero_grad()
             marks.append(time.perf_counter())

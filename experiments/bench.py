@@ -2,22 +2,35 @@
 
 Workloads (see `benchmarks/variants.py` for the code of every variant):
 
-  mnist              the study's 784-H-10 network on real MNIST batches: one
-                     training step (forward, loss, backward, torch.optim.Adam,
-                     clip) and inference over 1,000 test images, at the study's
-                     size (B 128, H 512, T 25) and with H 2048, B 512, T 100
+  mnist              a network on real MNIST batches: one training step (forward,
+                     the network's loss, backward, torch.optim.Adam, clip) and
+                     inference over 1,000 test images.  Cases (--sizes):
+                       study        the study's 784-512-10 (B 128, T 25), and grown:
+                       hidden_2048  H 2048;  batch_512  B 512;  steps_100  T 100
+                       tutorial5    snnTorch tutorial 5: 784-1000-10, beta 0.95,
+                                    atan, membrane loss
+                       rate         784-1000-10, rate-coded input, zero reset,
+                                    learnable beta 0.95, atan, membrane loss
+                       three        784-256-128-10, learnable beta per neuron,
+                                    count loss
   open_neuromorphic  the Open Neuromorphic library benchmark: randn(500, 16, 4096)
                      through LIF alone, and through Linear(4096, 4096) + LIF;
                      loss out.sum(); forward and backward
 
-Variants: snnTorch as the study writes it (fc1(x) at every step) and with fc1
-hoisted, a plain PyTorch loop, SpikingJelly and Norse when installed (the
-`bench` extra), and ours: torch backend, numba exact path, numba fused path.
-Every variant runs in a fresh process with this environment, unchanged, and
-the same thread count, interleaved over rounds (`benchmarks/harness.py`).
-Reported: median ms with the range over rounds, the ratio to the study's
-snnTorch code and to the fastest peer, peak memory, and whether the
-snnTorch-semantics variants start from the same loss.
+Variants: snnTorch as its tutorials write it (fc1 at every step), snnTorch with fc1
+hoisted under torch.compile (snntorch_compiled), a plain PyTorch loop eager and under
+torch.compile (torch_loop_compiled), and ours: torch backend, numba exact path, numba
+with the path the network picks (fused where it applies; the path is reported).  On
+the study's cases also snnTorch with fc1 hoisted, eager, and SpikingJelly and Norse
+when installed (the `bench` extra).  Every variant runs in a fresh process with this
+environment, unchanged, and the same thread count, interleaved over rounds
+(`benchmarks/harness.py`).  Reported: median ms with the range over rounds, the
+ratio to snnTorch as written and to the fastest peer (the compiled ones included),
+compile seconds in their own column (kept out of the step times; a compile that
+fails leaves its variant out with a one-line error), peak memory, and whether the
+snnTorch-semantics variants start from the same loss.  torch.compile takes tens of
+seconds to minutes per process: the four networks alone are
+  snn-mnist bench --threads 2 --sizes study,tutorial5,rate,three --open-neuromorphic ''
 """
 
 from __future__ import annotations
@@ -85,14 +98,14 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="speed against snnTorch, SpikingJelly, Norse and a plain PyTorch loop, each in its own process",
+        help="speed against snnTorch (eager and compiled), SpikingJelly, Norse and a plain PyTorch loop, each in its own process",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(parser, out=None, seed=False, device=False, backend=False)
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds, one process per variant each (default: 2)")
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per variant and round (default: 20)")
-    parser.add_argument("--sizes", default=",".join(MNIST_CASES), help=f"MNIST cases, comma-separated (default: {','.join(MNIST_CASES)}; '' for none)")
+    parser.add_argument("--sizes", default=",".join(MNIST_CASES), help=f"MNIST cases, comma-separated: the study's sizes and the networks (default: {','.join(MNIST_CASES)}; '' for none)")
     parser.add_argument("--open-neuromorphic", default=",".join(OPEN_NEUROMORPHIC_CASES), help="Open Neuromorphic cases: lif, linear_lif (default: both; '' for none)")
     parser.add_argument("--variants", default="all", help="comma-separated subset of the variants (default: all installed)")
     parser.add_argument("--json", type=Path, default=None, help="write the results to this JSON file")
