@@ -85,7 +85,7 @@ def test_every_eager_variant_trains_each_network_from_the_same_loss(name: str, m
         losses[variant], paths[variant] = runner.initial_loss, runner.compute_path
     assert all(loss == pytest.approx(losses["snntorch"], abs=1e-5) for loss in losses.values()), losses
     assert paths["snntorch"] is None and paths["torch"] == paths["numba_exact"] == "exact"
-    assert paths["numba"] == ("fused" if name == "study" else "exact")
+    assert paths["numba"] == ("fused" if name in ("study", "tutorial5") else "fast")
 
 
 def test_the_networks_are_the_issues_four() -> None:
