@@ -62,6 +62,8 @@ def collect(runs_dir: Path) -> dict[str, Any]:
             continue
         config = json.loads((folder / "experiment_config.json").read_text(encoding="utf-8"))
         history = json.loads(curves.read_text(encoding="utf-8"))
+        if len(history["test_acc_history"]) != config["training"]["epochs"]:
+            continue  # still running, or stopped early: not a finished run
         entry = networks.setdefault(match["network"], {"network": config["network"], "runs": {}})
         entry["runs"][f"s{match['seed']}-{match['path']}"] = {
             "seed": int(match["seed"]),

@@ -66,9 +66,11 @@ LossKind = Literal["count", "membrane"]
 INPUT_CODINGS: tuple[InputCoding, ...] = ("current", "rate")
 LOSSES: tuple[LossKind, ...] = ("count", "membrane")
 Values = float | tuple[float, ...]
-# the narrowest Linear fed by spikes that the fast path computes by adding weight columns
-# (`lif_core.spike_linear`); below it one BLAS product over all T*B rows is faster
+# the smallest Linear fed by spikes that the fast path computes by adding weight columns
+# (`lif_core.spike_linear`): at least this many outputs and weights; below either, one
+# BLAS product over all T*B rows is faster (the kernels' fixed costs outweigh the zeros)
 SPIKE_LINEAR_MIN_OUTPUTS = 64
+SPIKE_LINEAR_MIN_WEIGHTS = 100_000
 
 
 # --------------------------------------------------------------------------- configuration
@@ -610,12 +612,12 @@ class FeedForwardSNN(nn.Module):
     def _time_varying_linear(self, linear: nn.Linear, signal: Tensor, exact: bool) -> Tensor:
         """I_t = W S_t + b for a (T, B, K) signal.  Exact path (or `exact`): one product per
         step, the bits snnTorch gets (`per_step_linear`).  Fast path: the columns of the inputs
-        that spiked, added up (`lif_core.spike_linear`), for layers at least
-        SPIKE_LINEAR_MIN_OUTPUTS wide; one product over all T*B rows for narrower ones, where
-        BLAS is faster."""
+        that spiked, added up (`lif_core.spike_linear`), for layers with at least
+        SPIKE_LINEAR_MIN_OUTPUTS outputs and SPIKE_LINEAR_MIN_WEIGHTS weights; one product over
+        all T*B rows for smaller ones, where BLAS is faster."""
         if exact or not self._fast_kernels(signal):
             return per_step_linear(linear, signal)
-        if linear.out_features >= SPIKE_LINEAR_MIN_OUTPUTS:
+        if linear.out_features >= SPIKE_LINEAR_MIN_OUTPUTS and linear.weight.numel() >= SPIKE_LINEAR_MIN_WEIGHTS:
             return spike_linear(signal, linear.weight, linear.bias)
         return linear(signal)
 
