@@ -95,34 +95,33 @@ class Runner:
 # --------------------------------------------------------------------------- the plain PyTorch loop
 
 
-class FastSigmoidSpike(torch.autograd.Function):
-    """H(x) forward, 1 / (slope |x| + 1)^2 backward: the surrogate a PyTorch user writes."""
+class HeavisideSpike(torch.autograd.Function):
+    """H(x) forward, keeping x and the surrogate's scale; each surrogate below is its backward,
+    as a PyTorch user writes it."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, slope: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
-        ctx.slope = slope
+        ctx.scale = scale
         return (x > 0).to(x.dtype)
+
+
+class FastSigmoidSpike(HeavisideSpike):
+    """1 / (slope |x| + 1)^2 backward."""
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return grad / (ctx.slope * x.abs() + 1.0) ** 2, None
+        return grad / (ctx.scale * x.abs() + 1.0) ** 2, None
 
 
-class ArcTanSpike(torch.autograd.Function):
-    """H(x) forward, (alpha / 2) / (1 + (pi/2 alpha x)^2) backward."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, alpha: float) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x > 0).to(x.dtype)
+class ArcTanSpike(HeavisideSpike):
+    """(alpha / 2) / (1 + (pi/2 alpha x)^2) backward."""
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return ctx.alpha / 2 / (1 + (torch.pi / 2 * ctx.alpha * x) ** 2) * grad, None
+        return ctx.scale / 2 / (1 + (torch.pi / 2 * ctx.scale * x) ** 2) * grad, None
 
 
 PLAIN_SURROGATES: dict[str, type[torch.autograd.Function]] = {"fast_sigmoid": FastSigmoidSpike, "atan": ArcTanSpike}

@@ -12,9 +12,12 @@ to skip.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numba
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 from training.data import DATA_ENV_VAR, MnistDataError, MnistSplit, ensure_mnist_cache, load_mnist
@@ -81,3 +84,23 @@ def mnist_dir() -> Path:
 def mnist_test(mnist_dir: Path) -> MnistSplit:
     """The real 10,000-image MNIST test split, loaded once per session."""
     return load_mnist("test", mnist_dir)
+
+
+@pytest.fixture
+def same_bits_for_any_thread_count() -> Callable[[Callable[[], Sequence[torch.Tensor]]], None]:
+    """check(run): `run` gives the same tensors, bit for bit, on one Numba thread and on all
+    of them, and twice in a row (the thread count is restored afterwards)."""
+
+    def check(run: Callable[[], Sequence[torch.Tensor]]) -> None:
+        threads = numba.get_num_threads()
+        try:
+            numba.set_num_threads(1)
+            single = run()
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+            first, second = run(), run()
+        finally:
+            numba.set_num_threads(threads)
+        for a, b, c in zip(single, first, second, strict=True):
+            assert torch.equal(a, b) and torch.equal(b, c)
+
+    return check

@@ -16,7 +16,6 @@ in another order.  These tests hold the two together on real MNIST batches:
 
 from __future__ import annotations
 
-import numba
 import pytest
 import torch
 from torch import Tensor
@@ -211,7 +210,7 @@ def test_silent_screen_keeps_every_spike(dtype: torch.dtype, beta: float, steps:
     assert 0 < int((exact.counts > 0).sum()) < current.shape[1]  # the boundary is inside the test
 
 
-def test_fused_results_independent_of_thread_count_and_repeatable(mnist_test: MnistSplit) -> None:
+def test_fused_results_independent_of_thread_count_and_repeatable(mnist_test: MnistSplit, same_bits_for_any_thread_count) -> None:
     _, fused = _models(4)
     images, labels = mnist_test.flat_images[:128], mnist_test.labels[:128]
 
@@ -221,16 +220,7 @@ def test_fused_results_independent_of_thread_count_and_repeatable(mnist_test: Mn
         spike_count_loss(output.output_counts, output.hidden_counts, labels, 1e-4).total.backward()
         return [output.output_counts.detach().clone()] + [p.grad.clone() for p in fused.parameters()]
 
-    threads = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        single = run()
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        first, second = run(), run()
-    finally:
-        numba.set_num_threads(threads)
-    for a, b, c in zip(single, first, second):
-        assert torch.equal(a, b) and torch.equal(b, c)
+    same_bits_for_any_thread_count(run)
 
 
 def test_unsupported_inputs_get_a_reason() -> None:

@@ -12,7 +12,6 @@ The kernels add the same terms in another order, so:
 
 from __future__ import annotations
 
-import numba
 import pytest
 import torch
 from torch import Tensor, nn
@@ -58,7 +57,7 @@ def test_matches_per_step_linear(dtype: torch.dtype, kind: str, inputs: int, out
         assert _relative_error(got, want) < tolerance
 
 
-def test_independent_of_thread_count_and_repeatable() -> None:
+def test_independent_of_thread_count_and_repeatable(same_bits_for_any_thread_count) -> None:
     generator = torch.Generator().manual_seed(0)
     linear = nn.Linear(200, 100)
     signal = _signal("binary", (25, 64, 200), torch.float32, generator)
@@ -70,16 +69,7 @@ def test_independent_of_thread_count_and_repeatable() -> None:
         current.backward(grad)
         return [current.detach(), linear.weight.grad.clone(), linear.bias.grad.clone()]
 
-    threads = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        single = run()
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        first, second = run(), run()
-    finally:
-        numba.set_num_threads(threads)
-    for a, b, c in zip(single, first, second):
-        assert torch.equal(a, b) and torch.equal(b, c)
+    same_bits_for_any_thread_count(run)
 
 
 def test_refuses_what_it_cannot_run() -> None:

@@ -468,8 +468,8 @@ class FeedForwardSNN(nn.Module):
     """fc1 -> lif1 -> fc2 -> lif2 -> ...: nn.Linear and `lif_core.modules.Leaky` layers.
 
     backend: where the Leaky layers run, "auto" (the Numba kernels on the CPU, the torch loops
-    elsewhere), "numba" or "torch"; fused: take the fused kernel where it applies.  Neither
-    changes the maths (see the module docstring), so neither is part of the config."""
+    elsewhere), "numba" or "torch"; fused: take the fast kernels (the fused kernel, or the
+    spike-driven Linear) where they apply.  Neither changes the maths (see the module docstring), so neither is part of the config."""
 
     def __init__(self, config: NetworkConfig | None = None, backend: Backend = "auto", fused: bool = True) -> None:
         super().__init__()

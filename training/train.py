@@ -89,7 +89,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # Adam's L2 term, weight_decay * w added to the gradient (0: the study)
     input_seed: int | None = None  # seed of a rate-coded network's input draws (None: `seed`)
     backend: str = "auto"  # where the neurons run (lif_core.backend); the same maths
-    fused: bool = True  # the fused kernel where the network allows it; the same sums in another order
+    fused: bool = True  # the fast kernels where the network allows them (fused / fast path); the same sums in another order
 
     def __post_init__(self) -> None:
         for name, flag in (("epochs", "--epochs"), ("batch_size", "--batch-size"), ("eval_batch_size", "--eval-batch-size")):
@@ -456,7 +456,7 @@ def train(
         {
             **settings,
             "architecture": network_config.describe(),
-            # "fused" or "exact" (see training.network): which kernels this run's numbers come from
+            # "fused", "fast" or "exact" (see training.network): which kernels this run's numbers come from
             "compute_path": model.compute_path(device),
             "versions": library_versions(),
             "machine": machine_description(),
